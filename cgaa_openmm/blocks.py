@@ -1,0 +1,104 @@
+"""Building blocks of the CGAA model: radial bases and the equivariant interaction.
+
+Lengths in Å. Feature irreps are e3nn ``o3.Irreps``; every block is
+TorchScript-compatible (compiled with ``e3nn.util.jit.script``).
+"""
+import math
+from typing import List
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet, Gate
+
+
+class BesselBasis(torch.nn.Module):
+    """sin(n pi r / r_max) / r times a polynomial envelope (p = 6) that goes to 0 at r_max.
+
+    The envelope has continuous first and second derivatives at r_max, so
+    energies and forces stay smooth when a neighbour crosses the cutoff.
+    """
+
+    def __init__(self, r_max: float, n_basis: int = 8, p: int = 6):
+        super().__init__()
+        self.r_max = float(r_max)
+        self.p = float(p)
+        self.register_buffer("frequencies", math.pi * torch.arange(1, n_basis + 1) / r_max)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        x = r / self.r_max
+        p = self.p
+        envelope = (1.0 - (p + 1.0) * (p + 2.0) / 2.0 * x.pow(p) + p * (p + 2.0) * x.pow(p + 1.0)
+                    - p * (p + 1.0) / 2.0 * x.pow(p + 2.0)) * (x < 1.0)
+        r = r.unsqueeze(-1)
+        bessel = math.sqrt(2.0 / self.r_max) * torch.sin(self.frequencies * r) / r
+        return bessel * envelope.unsqueeze(-1)
+
+
+class GaussianBasis(torch.nn.Module):
+    """Gaussians on a uniform grid in [0, r_max]; smooth at r = 0 (used for |r'_j|)."""
+
+    def __init__(self, r_max: float, n_basis: int = 8):
+        super().__init__()
+        self.register_buffer("centres", torch.linspace(0.0, r_max, n_basis))
+        self.width = float(r_max) / (n_basis - 1)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-0.5 * ((r.unsqueeze(-1) - self.centres) / self.width) ** 2)
+
+
+def hidden_irreps(channels: int, lmax: int, full_parity: bool) -> o3.Irreps:
+    """``channels`` copies of every irrep up to ``lmax`` (both parities if ``full_parity``)."""
+    irreps = []
+    for l in range(lmax + 1):
+        parities = (1, -1) if full_parity else ((-1) ** l,)
+        irreps += [(channels, (l, p)) for p in parities]
+    return o3.Irreps(irreps)
+
+
+class Interaction(torch.nn.Module):
+    """Equivariant convolution over directed edges src -> dst, then gate and residual.
+
+    The message from node ``src`` along edge vector r is TP(x_src, Y(r)) with
+    per-edge weights from an MLP of a radial basis of |r| (NequIP style); sums
+    of messages are scaled by 1/sqrt(avg_neighbors).
+    """
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, irreps_sh: o3.Irreps,
+                 n_radial: int, radial_hidden: int, avg_neighbors: float):
+        super().__init__()
+        irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        self.linear_in = o3.Linear(irreps_in, irreps_in)
+        wanted = {ir for _, ir in irreps_out}
+        mid: List[tuple] = []
+        instructions = []
+        for i, (mul, ir_in) in enumerate(irreps_in):
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in wanted:
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        irreps_mid = o3.Irreps(mid)
+        self.tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_mid, instructions,
+                                   shared_weights=False, internal_weights=False)
+        self.radial = FullyConnectedNet([n_radial, radial_hidden, radial_hidden, self.tp.weight_numel],
+                                        torch.nn.functional.silu)
+        scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l == 0])
+        gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l > 0])
+        gates = o3.Irreps([(mul, "0e") for mul, _ in gated]).simplify()
+        self.gate = Gate(scalars, [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars],
+                         gates, [torch.sigmoid], gated)
+        self.linear_out = o3.Linear(irreps_mid, self.gate.irreps_in)
+        self.self_connection = o3.Linear(irreps_in, self.gate.irreps_in)
+        self.residual = irreps_in == self.gate.irreps_out
+        self.norm = 1.0 / math.sqrt(avg_neighbors)
+        self.irreps_out = self.gate.irreps_out
+
+    def forward(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                edge_sh: torch.Tensor, edge_radial: torch.Tensor) -> torch.Tensor:
+        messages = self.tp(self.linear_in(x)[src], edge_sh, self.radial(edge_radial))
+        summed = torch.zeros(x.shape[0], messages.shape[1], dtype=x.dtype, device=x.device)
+        summed = summed.index_add(0, dst, messages) * self.norm
+        y = self.gate(self.linear_out(summed) + self.self_connection(x))
+        if self.residual:
+            y = y + x
+        return y

@@ -1,0 +1,72 @@
+"""Grains from an OpenMM, mdtraj or ParmEd topology.
+
+A grain is a group of atoms that becomes one node of the model's graph:
+``"residue"`` (one per topology residue, the default), ``"molecule"``
+(bond-connected components), ``"atom"`` (every atom alone: the all-atom
+baseline) or an explicit list of atom-index groups.
+"""
+from collections import Counter
+from typing import List, Sequence, Union
+
+import numpy as np
+from openmm import app
+
+
+GrainSpec = Union[str, Sequence[Sequence[int]]]
+
+
+def hill_formula(numbers: Sequence[int]) -> str:
+    """Hill-order chemical formula of a group of atomic numbers, e.g. ``C3H4O3``."""
+    counts = Counter(app.Element.getByAtomicNumber(int(z)).symbol for z in numbers)
+    order = (["C", "H"] if "C" in counts else []) + sorted(s for s in counts if not ("C" in counts and s in "CH"))
+    return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
+
+
+def as_openmm_topology(topology) -> app.Topology:
+    """Accept an ``openmm.app.Topology``, ``mdtraj.Topology`` or ``parmed.Structure``."""
+    if isinstance(topology, app.Topology):
+        return topology
+    if hasattr(topology, "to_openmm"):           # mdtraj.Topology
+        return topology.to_openmm()
+    if hasattr(topology, "topology") and isinstance(topology.topology, app.Topology):  # parmed.Structure
+        return topology.topology
+    raise TypeError(f"expected an openmm.app.Topology, mdtraj.Topology or parmed.Structure, "
+                    f"not {type(topology).__name__}")
+
+
+def grain_groups(topology: app.Topology, grains: GrainSpec = "residue") -> List[List[int]]:
+    """Atom indices of every grain; each atom belongs to exactly one grain."""
+    n_atoms = topology.getNumAtoms()
+    if isinstance(grains, str):
+        if grains == "residue":
+            groups = [[a.index for a in res.atoms()] for res in topology.residues()]
+        elif grains == "molecule":
+            import mdtraj
+            groups = [sorted(a.index for a in mol)
+                      for mol in mdtraj.Topology.from_openmm(topology).find_molecules()]
+        elif grains == "atom":
+            groups = [[i] for i in range(n_atoms)]
+        else:
+            raise ValueError(f"grains must be 'residue', 'molecule', 'atom' or a list of atom-index "
+                             f"groups, not {grains!r}")
+    else:
+        groups = [[int(i) for i in g] for g in grains]
+    groups = [g for g in groups if g]
+    seen = np.zeros(n_atoms, dtype=int)
+    for g in groups:
+        if min(g) < 0 or max(g) >= n_atoms:
+            raise ValueError(f"grain {g} names atoms outside the topology's {n_atoms} atoms")
+        np.add.at(seen, g, 1)
+    if (seen != 1).any():
+        bad = np.nonzero(seen != 1)[0][:10].tolist()
+        raise ValueError(f"every atom must be in exactly one grain; atoms {bad} are in "
+                         f"{seen[bad].tolist()} grains")
+    return groups
+
+
+def grain_index(groups: Sequence[Sequence[int]], n_atoms: int) -> np.ndarray:
+    """Per-atom grain index (0..G-1) from grain groups."""
+    index = np.empty(n_atoms, dtype=np.int64)
+    for g, atoms in enumerate(groups):
+        index[list(atoms)] = g
+    return index

@@ -1,0 +1,149 @@
+"""The CGAA model: grain embedding, grain-level message passing, grain energies.
+
+Units: positions Å, energies eV. The model maps one (batched) graph to grain
+energies E_J; E_tot = sum_J E_J and forces F_j = -dE_tot/dr_j come from
+autograd. With every atom its own grain the same module is a conventional
+all-atom equivariant MLIP (NequIP-like), the baseline of every comparison.
+
+Design (see docs/model.md):
+
+* Grain embedding. R_J is the mean of grain J's (unwrapped) atom positions and
+  r'_j = r_j - R_J. Each atom starts from its element and the solid harmonics
+  of r'_j (1o and higher irreps, smooth at r'_j = 0), then exchanges
+  ``embed_layers`` rounds of messages with the other atoms *of its own grain*
+  over their internal vectors r'_i - r'_j. Grain features are the sum over the
+  grain's atoms, so they do not depend on the order in which atoms are listed,
+  yet hold the internal geometry that sets the intramolecular forces.
+* Message passing between grains only, over a radius graph of grain centres
+  with a smooth cutoff (``interactions`` rounds).
+* Readout: E_J = s * (MLP(grain scalars) + sum_{j in J} linear(atom scalars))
+  + sum_{j in J} E0(Z_j).
+"""
+from typing import List, Optional
+
+import torch
+from e3nn import o3
+
+from .blocks import BesselBasis, GaussianBasis, Interaction, hidden_irreps
+
+DEFAULT_HYPERPARAMETERS = dict(
+    channels=32,           # multiplicity of every irrep
+    lmax=2,                # highest spherical-harmonic order of features and edges
+    full_parity=False,     # keep both parities of every l (about 2x slower)
+    grain_cutoff=6.0,      # Å, radius of the grain-centre graph
+    intra_cutoff=5.0,      # Å, radius of intra-grain atom pairs
+    centre_scale=2.0,      # Å, length unit of the solid harmonics of r'_j
+    embed_layers=1,        # intra-grain message-passing rounds in the grain embedding
+    interactions=2,        # inter-grain message-passing rounds
+    n_radial=8,            # radial basis functions
+    radial_hidden=64,      # width of the radial MLPs
+    readout_hidden=32,     # width of the grain-energy MLP
+    avg_intra_neighbors=10.0,   # mean intra-grain partners per atom (message normalisation)
+    avg_grain_neighbors=10.0,   # mean neighbour grains per grain
+    avg_grain_atoms=10.0,       # mean atoms per grain
+    energy_scale=1.0,      # eV, scale of the network outputs
+)
+
+
+class CGAAModel(torch.nn.Module):
+    """Coarse-grained all-atom equivariant potential.
+
+    Args:
+        elements: atomic numbers the model knows; ``species`` inputs index this list.
+        atomic_energies: E0 per element (eV), same order as ``elements``.
+        **hyperparameters: see :data:`DEFAULT_HYPERPARAMETERS`.
+    """
+
+    def __init__(self, elements: List[int], atomic_energies: Optional[List[float]] = None, **hyperparameters):
+        super().__init__()
+        unknown = set(hyperparameters) - set(DEFAULT_HYPERPARAMETERS)
+        if unknown:
+            raise ValueError(f"unknown model hyperparameters: {sorted(unknown)}")
+        hp = dict(DEFAULT_HYPERPARAMETERS, **hyperparameters)
+        self.hyperparameters = hp
+        self.elements = [int(z) for z in elements]
+        self.grain_cutoff = float(hp["grain_cutoff"])
+        self.centre_scale = float(hp["centre_scale"])
+        self.energy_scale = float(hp["energy_scale"])
+        self.channels = int(hp["channels"])
+        self.lmax = int(hp["lmax"])
+
+        if atomic_energies is None:
+            atomic_energies = [0.0] * len(self.elements)
+        self.register_buffer("atomic_energies", torch.tensor(atomic_energies, dtype=torch.get_default_dtype()))
+
+        hidden = hidden_irreps(self.channels, self.lmax, bool(hp["full_parity"]))
+        sh = o3.Irreps.spherical_harmonics(self.lmax)
+        scalars = o3.Irreps(f"{self.channels}x0e")
+        n_radial, radial_hidden = int(hp["n_radial"]), int(hp["radial_hidden"])
+
+        self.solid_harmonics = o3.SphericalHarmonics(sh, False, "component")
+        self.spherical_harmonics = o3.SphericalHarmonics(sh, True, "component")
+        self.species_embedding = torch.nn.Embedding(len(self.elements), self.channels)
+        self.centre_basis = GaussianBasis(float(hp["intra_cutoff"]), n_radial)
+        self.centre_embedding = Interaction(scalars, hidden, sh, n_radial, radial_hidden, 1.0)
+        self.intra_basis = BesselBasis(float(hp["intra_cutoff"]), n_radial)
+        self.intra_layers = torch.nn.ModuleList([
+            Interaction(hidden, hidden, sh, n_radial, radial_hidden, float(hp["avg_intra_neighbors"]))
+            for _ in range(int(hp["embed_layers"]))
+        ])
+        self.atom_readout = o3.Linear(hidden, o3.Irreps("0e"))
+        self.pool = o3.Linear(hidden, hidden)
+        self.pool_norm = float(hp["avg_grain_atoms"]) ** -0.5
+        self.grain_basis = BesselBasis(self.grain_cutoff, n_radial)
+        self.grain_layers = torch.nn.ModuleList([
+            Interaction(hidden, hidden, sh, n_radial, radial_hidden, float(hp["avg_grain_neighbors"]))
+            for _ in range(int(hp["interactions"]))
+        ])
+        width = int(hp["readout_hidden"])
+        self.grain_readout = torch.nn.Sequential(
+            torch.nn.Linear(self.channels, width), torch.nn.SiLU(), torch.nn.Linear(width, 1))
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor, n_grains: int,
+                unwrap_shift: torch.Tensor, intra_src: torch.Tensor, intra_dst: torch.Tensor,
+                edge_src: torch.Tensor, edge_dst: torch.Tensor, edge_shift: torch.Tensor) -> torch.Tensor:
+        """Grain energies (eV, shape (n_grains,)).
+
+        Args:
+            positions: (N, 3) Å; differentiate the sum of the output w.r.t. it for forces.
+            species: (N,) index into ``elements``.
+            grain: (N,) grain index of every atom, in [0, n_grains).
+            unwrap_shift: (N, 3) Å, constant shifts that make every grain whole.
+            intra_src, intra_dst: ordered pairs of distinct atoms in the same grain.
+            edge_src, edge_dst, edge_shift: grain pairs within ``grain_cutoff``; the
+                vector from grain dst to grain src is R_src + shift - R_dst.
+        """
+        r = positions + unwrap_shift
+        counts = torch.zeros(n_grains, dtype=r.dtype, device=r.device).index_add(
+            0, grain, torch.ones_like(r[:, 0]))
+        centres = torch.zeros(n_grains, 3, dtype=r.dtype, device=r.device).index_add(0, grain, r)
+        centres = centres / counts.unsqueeze(1)
+        relative = r - centres[grain]
+
+        # Grain embedding: element and r'_j, then intra-grain messages.
+        atoms = torch.arange(r.shape[0], device=r.device)
+        x = self.species_embedding(species)
+        centre_distance = torch.sqrt((relative * relative).sum(1) + 1e-12)
+        centre_sh = self.solid_harmonics(relative / self.centre_scale)
+        x = self.centre_embedding(x, atoms, atoms, centre_sh, self.centre_basis(centre_distance))
+        if len(self.intra_layers) > 0:
+            vectors = r[intra_src] - r[intra_dst]
+            lengths = torch.linalg.norm(vectors, dim=1)
+            intra_sh = self.spherical_harmonics(vectors)
+            intra_radial = self.intra_basis(lengths)
+            for layer in self.intra_layers:
+                x = layer(x, intra_src, intra_dst, intra_sh, intra_radial)
+        atom_energy = self.atom_readout(x).squeeze(1)
+
+        # Grain nodes and message passing between grains.
+        h = torch.zeros(n_grains, x.shape[1], dtype=x.dtype, device=x.device)
+        h = h.index_add(0, grain, self.pool(x)) * self.pool_norm
+        vectors = centres[edge_src] + edge_shift - centres[edge_dst]
+        lengths = torch.linalg.norm(vectors, dim=1)
+        grain_sh = self.spherical_harmonics(vectors)
+        grain_radial = self.grain_basis(lengths)
+        for layer in self.grain_layers:
+            h = layer(h, edge_src, edge_dst, grain_sh, grain_radial)
+        energy = self.grain_readout(h[:, :self.channels]).squeeze(1)
+        energy = energy.index_add(0, grain, atom_energy) * self.energy_scale
+        return energy.index_add(0, grain, self.atomic_energies[species])

@@ -1,0 +1,107 @@
+"""Periodic geometry in TorchScript: grain unwrapping and an O(N) cell-list search.
+
+Lengths are in Å. A cell is a (3, 3) tensor whose *rows* are the box vectors
+a, b, c (OpenMM's convention). Integer work (cell indices, image shifts) runs
+under ``no_grad``; callers rebuild the differentiable vectors from positions
+plus the returned constant shifts, so autograd sees only smooth operations.
+"""
+from typing import Tuple
+
+import torch
+
+
+def perpendicular_widths(cell: torch.Tensor) -> torch.Tensor:
+    """Distances between opposite faces of the cell (Å), shape (3,)."""
+    a, b, c = cell[0], cell[1], cell[2]
+    volume = torch.abs(torch.dot(a, torch.linalg.cross(b, c)))
+    areas = torch.stack([
+        torch.linalg.norm(torch.linalg.cross(b, c)),
+        torch.linalg.norm(torch.linalg.cross(c, a)),
+        torch.linalg.norm(torch.linalg.cross(a, b)),
+    ])
+    return volume / areas
+
+
+def check_box(cell: torch.Tensor, cutoff: float) -> None:
+    """Raise if a face-to-face width of ``cell`` is shorter than 2 * ``cutoff``."""
+    widths = perpendicular_widths(cell)
+    if bool((widths < 2.0 * cutoff).any()):
+        raise ValueError(
+            "periodic box too small: its face-to-face widths are "
+            + str([float(w) for w in widths])
+            + " Å but the model's cutoff of " + str(cutoff)
+            + " Å needs every width to be at least twice the cutoff"
+        )
+
+
+def unwrap_shifts(positions: torch.Tensor, grain: torch.Tensor, first_atom: torch.Tensor,
+                  cell: torch.Tensor) -> torch.Tensor:
+    """Shifts (Å, shape (N, 3)) that make every grain whole in a periodic cell.
+
+    Each atom is moved to the minimum image of its grain's first atom, so a
+    molecule split across the boundary gets the same centre and internal vectors
+    as when whole. Exact while every atom lies within half a box width of its
+    grain's first atom.
+    """
+    with torch.no_grad():
+        inv = torch.linalg.inv(cell)
+        d = positions - positions[first_atom[grain]]
+        return -torch.round(d @ inv) @ cell
+
+
+def neighbor_pairs(points: torch.Tensor, cell: torch.Tensor, periodic: bool,
+                   cutoff: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All ordered pairs (i, j), i != j, with |p_j + shift - p_i| < cutoff.
+
+    A cell list: points are binned into cells at least ``cutoff`` wide and only
+    the 27 surrounding cells are searched, so the cost is O(N). Returns
+    ``(i, j, shift)`` with ``shift`` (Å, shape (P, 3)) the lattice vector to add
+    to ``points[j]``. For a non-periodic system ``cell`` is ignored and the
+    shifts are zero. Periodic cells must be at least 2 * cutoff wide
+    (:func:`check_box`), which makes every pair unique.
+    """
+    with torch.no_grad():
+        n_points = points.shape[0]
+        if periodic:
+            box = cell.to(points.dtype)
+            origin = torch.zeros(3, dtype=points.dtype, device=points.device)
+        else:
+            # A box so large that no periodic image comes within the cutoff.
+            origin = points.min(0).values
+            box = torch.diag(points.max(0).values - origin + 2.0 * cutoff + 1.0)
+        inv = torch.linalg.inv(box)
+        frac = (points - origin) @ inv
+        wrap = torch.floor(frac)
+        frac = frac - wrap
+        n_cells = torch.clamp(torch.floor(perpendicular_widths(box) / cutoff), min=1.0).long()
+        index3 = torch.minimum((frac * n_cells).long(), n_cells - 1)
+        stride = torch.stack([n_cells[1] * n_cells[2], n_cells[2], torch.ones_like(n_cells[0])])
+        flat = (index3 * stride).sum(1)
+        total = int(n_cells.prod())
+
+        # Dense table cell -> points (padded with -1).
+        order = torch.argsort(flat)
+        counts = torch.bincount(flat, minlength=total)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(n_points, device=points.device) - starts[flat[order]]
+        width = int(counts.max())
+        table = torch.full((total, width), -1, dtype=torch.long, device=points.device)
+        table[flat[order], rank] = order
+
+        r = torch.arange(-1, 2, device=points.device)
+        offsets = torch.cartesian_prod(r, r, r)  # (27, 3)
+        neighbor3 = index3.unsqueeze(1) + offsets.unsqueeze(0)  # (N, 27, 3)
+        image = torch.div(neighbor3, n_cells, rounding_mode="floor")
+        neighbor3 = neighbor3 - image * n_cells
+        candidates = table[(neighbor3 * stride).sum(2)]  # (N, 27, width)
+
+        valid = candidates >= 0
+        i = torch.arange(n_points, device=points.device).view(-1, 1, 1).expand_as(candidates)[valid]
+        cell_of_pair = torch.arange(27, device=points.device).view(1, -1, 1).expand_as(candidates)[valid]
+        j = candidates[valid]
+        # Lattice shift of raw point j relative to raw point i.
+        lattice = image[i, cell_of_pair] - wrap[j].long() + wrap[i].long()
+        shift = lattice.to(points.dtype) @ box
+        distance = torch.linalg.norm(points[j] + shift - points[i], dim=1)
+        keep = (distance < cutoff) & ((i != j) | (lattice != 0).any(1))
+        return i[keep], j[keep], shift[keep]

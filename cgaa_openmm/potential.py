@@ -1,0 +1,154 @@
+"""``CGAAPotential``: a trained model file turned into OpenMM forces and systems.
+
+Units are converted here and only here, with ``openmm.unit``: OpenMM gives
+positions and box vectors in nm and wants energies in kJ/mol; the model works
+in Å and eV.
+"""
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import openmm
+import torch
+from openmm import app, unit
+
+from .grains import GrainSpec, as_openmm_topology, grain_groups, grain_index, hill_formula
+from .model import CGAAModel
+from .modelfile import load_model, save_model
+from .neighbors import check_box
+from .torchforce import CGAAForceModule
+
+#: Å per nm and kJ/mol per eV (per particle: eV times Avogadro's number).
+ANGSTROM_PER_NM = (1.0 * unit.nanometer).value_in_unit(unit.angstrom)
+KJ_PER_MOL_PER_EV = (1.0 * unit.elementary_charge * unit.volt * unit.AVOGADRO_CONSTANT_NA).value_in_unit(
+    unit.kilojoule_per_mole)
+
+#: Models shipped inside the package, by name.
+NAMED_MODELS: Dict[str, str] = {"carbonates-xtb": "carbonates-xtb.pt"}
+
+
+class TopologyMismatchError(ValueError):
+    """The topology holds atoms or grains the model was not trained on."""
+
+
+class CGAAPotential:
+    """A trained CGAA model and its metadata.
+
+    Example::
+
+        pot = CGAAPotential.load("carbonates-xtb")
+        system = pot.createSystem(pdb.topology)      # one grain per residue
+    """
+
+    def __init__(self, model: CGAAModel, metadata: Dict):
+        self.model = model
+        self.metadata = metadata
+
+    @classmethod
+    def load(cls, path_or_name: str) -> "CGAAPotential":
+        """Load a model file, or a shipped model by name (see ``NAMED_MODELS``)."""
+        if path_or_name in NAMED_MODELS:
+            path = os.path.join(os.path.dirname(__file__), "models", NAMED_MODELS[path_or_name])
+        elif os.path.exists(path_or_name):
+            path = path_or_name
+        else:
+            raise FileNotFoundError(f"{path_or_name!r} is neither a model file nor a shipped model "
+                                    f"(shipped: {sorted(NAMED_MODELS)})")
+        return cls(*load_model(path))
+
+    def save(self, path: str) -> None:
+        """Write the model file."""
+        save_model(path, self.model, self.metadata)
+
+    @property
+    def cutoff(self) -> unit.Quantity:
+        """Radius of the grain-centre graph."""
+        return self.model.grain_cutoff * unit.angstrom
+
+    def _grains(self, topology: app.Topology, grains: GrainSpec, allowUnknownGrains: bool):
+        """Per-atom species and grain indices, checked against what the model knows."""
+        known = {z: i for i, z in enumerate(self.model.elements)}
+        known_names = ", ".join(app.Element.getByAtomicNumber(z).symbol for z in self.model.elements)
+        atoms = list(topology.atoms())
+        species = []
+        for atom in atoms:
+            where = f"atom {atom.index} ({atom.name}) of residue {atom.residue.name} {atom.residue.id}"
+            if atom.element is None:
+                raise TopologyMismatchError(f"{where} has no element")
+            if atom.element.atomic_number not in known:
+                raise TopologyMismatchError(f"{where} is {atom.element.symbol}, an element this model does not "
+                                            f"know (it knows {known_names})")
+            species.append(known[atom.element.atomic_number])
+        groups = grain_groups(topology, grains)
+        formulas = set(self.metadata.get("grain_formulas", []))
+        if formulas and not allowUnknownGrains:
+            for group in groups:
+                formula = hill_formula([atoms[i].element.atomic_number for i in group])
+                if formula not in formulas:
+                    first = atoms[group[0]].residue
+                    raise TopologyMismatchError(
+                        f"grain of {len(group)} atoms starting in residue {first.name} {first.id} has formula "
+                        f"{formula}, which is not a grain this model was trained on (grains: "
+                        f"{self.metadata.get('grains', '?')}; known formulas: {sorted(formulas)}). Choose other "
+                        f"grains, or pass allowUnknownGrains=True to extrapolate.")
+        return (torch.tensor(species, dtype=torch.long),
+                torch.tensor(grain_index(groups, len(atoms)), dtype=torch.long))
+
+    def createModule(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
+                     allowUnknownGrains: bool = False) -> CGAAForceModule:
+        """The eager ``torch.nn.Module``: positions (nm) [, box (nm)] -> energy (kJ/mol).
+
+        ``periodic`` defaults to whether the topology has periodic box vectors.
+        """
+        topology = as_openmm_topology(topology)
+        box = topology.getPeriodicBoxVectors()
+        if periodic is None:
+            periodic = box is not None
+        if periodic and box is not None:
+            cell = torch.tensor(np.array(box.value_in_unit(unit.angstrom)), dtype=torch.float64)
+            check_box(cell, self.model.grain_cutoff)
+        species, grain = self._grains(topology, grains, allowUnknownGrains)
+        return CGAAForceModule(self.model, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV)
+
+    def createForce(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
+                    allowUnknownGrains: bool = False):
+        """An ``openmmtorch.TorchForce`` holding the TorchScript-compiled model for ``topology``."""
+        import openmmtorch
+        from e3nn.util.jit import script
+        module = self.createModule(topology, grains, periodic, allowUnknownGrains)
+        force = openmmtorch.TorchForce(script(module))
+        force.setUsesPeriodicBoundaryConditions(module.periodic)
+        force.setOutputsForces(False)
+        force.setName("CGAA")
+        return force
+
+    def createSystem(self, topology, grains: GrainSpec = "residue", allowUnknownGrains: bool = False,
+                     removeCMMotion: bool = True) -> openmm.System:
+        """A ``System`` with the topology's masses and box, and the CGAA force.
+
+        Atoms of a grain are also joined by zero-strength bonds, so that OpenMM
+        treats every grain as one molecule: a ``MonteCarloBarostat`` then moves
+        grains whole instead of scaling their atoms apart.
+        """
+        topology = as_openmm_topology(topology)
+        system = openmm.System()
+        for atom in topology.atoms():
+            system.addParticle(atom.element.mass if atom.element is not None else 0.0)
+        box = topology.getPeriodicBoxVectors()
+        if box is not None:
+            system.setDefaultPeriodicBoxVectors(*box)
+        system.addForce(self.createForce(topology, grains, None, allowUnknownGrains))
+        system.addForce(_grain_bonds(grain_groups(topology, grains)))
+        if removeCMMotion:
+            system.addForce(openmm.CMMotionRemover())
+        return system
+
+
+def _grain_bonds(groups: List[List[int]]) -> openmm.HarmonicBondForce:
+    """Zero-energy bonds from each grain's first atom to its others (molecule definition only)."""
+    bonds = openmm.HarmonicBondForce()
+    bonds.setName("CGAAGrainBonds")
+    for group in groups:
+        for atom in group[1:]:
+            bonds.addBond(group[0], atom, 0.0, 0.0)
+    return bonds

@@ -1,0 +1,67 @@
+"""The model bound to one topology: the TorchScript module inside the TorchForce.
+
+``CGAAForceModule`` is a plain ``torch.nn.Module`` taking positions (and box
+vectors) and returning the total energy, so it can be wrapped by
+``openmmtorch.TorchForce`` (after ``torch.jit.script``), ``PythonTorchForce``
+or ``openmm.PythonForce`` unchanged. Inputs are multiplied by
+``length_scale`` to get Å and the energy in eV by ``energy_scale``: for OpenMM,
+nm -> Å is 10 and eV -> kJ/mol is 96.485...
+"""
+from typing import Optional
+
+import torch
+
+from .graph import first_atoms, grain_centres, intra_pairs
+from .model import CGAAModel
+from .neighbors import check_box, neighbor_pairs, unwrap_shifts
+
+
+class CGAAForceModule(torch.nn.Module):
+    """Energy of one system of atoms grouped into grains.
+
+    Args:
+        model: a trained :class:`CGAAModel`.
+        species: (N,) indices into ``model.elements``.
+        grain: (N,) grain index of every atom.
+        periodic: whether ``forward`` receives box vectors.
+        length_scale: Å per input length unit (10 for nm).
+        energy_scale: output energy unit per eV (96.485... for kJ/mol).
+    """
+
+    def __init__(self, model: CGAAModel, species: torch.Tensor, grain: torch.Tensor, periodic: bool,
+                 length_scale: float = 1.0, energy_scale: float = 1.0):
+        super().__init__()
+        self.model = model
+        self.n_grains = int(grain.max()) + 1
+        self.periodic = bool(periodic)
+        self.length_scale = float(length_scale)
+        self.energy_scale = float(energy_scale)
+        self.cutoff = float(model.grain_cutoff)
+        self.register_buffer("species", species.long())
+        self.register_buffer("grain", grain.long())
+        self.register_buffer("first_atom", first_atoms(self.grain, self.n_grains))
+        src, dst = intra_pairs(self.grain, self.n_grains)
+        self.register_buffer("intra_src", src)
+        self.register_buffer("intra_dst", dst)
+        self.register_buffer("dtype_probe", torch.zeros(0, dtype=model.atomic_energies.dtype))
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Total energy (``energy_scale`` units) of positions (N, 3) and box (3, 3, rows a, b, c)."""
+        r = positions.to(self.dtype_probe.dtype) * self.length_scale
+        if bool(torch.isnan(r).any()):
+            raise ValueError("CGAA: a coordinate is NaN (atom "
+                             + str(int(torch.isnan(r).any(1).nonzero()[0, 0])) + ")")
+        if self.periodic:
+            if boxvectors is None:
+                raise ValueError("CGAA: this periodic model needs box vectors")
+            cell = boxvectors.to(r.dtype) * self.length_scale
+            check_box(cell, self.cutoff)
+            shift = unwrap_shifts(r, self.grain, self.first_atom, cell)
+        else:
+            cell = torch.zeros(3, 3, dtype=r.dtype, device=r.device)
+            shift = torch.zeros_like(r)
+        centres = grain_centres(r.detach() + shift, self.grain, self.n_grains)
+        dst, src, edge_shift = neighbor_pairs(centres, cell, self.periodic, self.cutoff)
+        energies = self.model(r, self.species, self.grain, self.n_grains, shift,
+                              self.intra_src, self.intra_dst, src, dst, edge_shift)
+        return energies.sum() * self.energy_scale

@@ -1,0 +1,128 @@
+"""Build a periodic EC/EMC liquid box as a PDB: one residue per molecule, bonds, box.
+
+The molecules' geometries are GFN2-xTB ones taken from the carbonate data set
+(``../shared/data/carbonates``). They start on a loose lattice with random
+orientations; the box is then compressed step by step to the target density,
+with random moves after each step until no two atoms of different molecules
+are closer than ``--min-distance`` (periodic images included).
+
+Usage: ``python example_systems/build_ecemc.py --ec 20 --emc 40 --density 1.2 -o example_systems/ecemc.pdb``
+(EC:EMC 3:7 by weight is about 1:2 by molecule count.)
+"""
+import argparse
+import os
+
+import numpy as np
+from ase.io import read
+from ase.neighborlist import natural_cutoffs, neighbor_list
+from openmm import Vec3, app, unit
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "carbonates",
+                    "solvent_xtb_train_200.xyz")
+FORMULAS = {"EC": "C3H4O3", "EMC": "C4H8O3"}
+
+
+def molecule_templates(path: str = DATA):
+    """One xTB geometry (ase.Atoms, centred) per residue name in ``FORMULAS``."""
+    templates = {}
+    for atoms in read(path, index=":"):
+        if "molID" not in atoms.arrays:
+            continue
+        for m in np.unique(atoms.arrays["molID"]):
+            mol = atoms[atoms.arrays["molID"] == m]
+            for name, formula in FORMULAS.items():
+                if name not in templates and mol.get_chemical_formula() == formula:
+                    mol.positions -= mol.positions.mean(0)
+                    templates[name] = mol
+        if len(templates) == len(FORMULAS):
+            return templates
+    raise RuntimeError(f"{path}: no molecule with formulas {FORMULAS}")
+
+
+def _overlaps(molecules, edge, min_distance):
+    """Per molecule, the number of its atoms closer than ``min_distance`` to another molecule's."""
+    xyz = np.vstack(molecules) % edge
+    owner = np.repeat(np.arange(len(molecules)), [len(m) for m in molecules])
+    pairs = cKDTree(xyz, boxsize=edge).query_pairs(min_distance, output_type="ndarray")
+    pairs = pairs[owner[pairs[:, 0]] != owner[pairs[:, 1]]]
+    return np.bincount(owner[pairs.ravel()], minlength=len(molecules))
+
+
+def pack(templates, counts, density, min_distance, seed):
+    """Place molecules at low density, then compress to ``density`` with hard-core Monte Carlo.
+
+    Returns a list of (name, positions Å) and the cubic box edge (Å).
+    """
+    rng = np.random.default_rng(seed)
+    mass = sum(n * templates[k].get_masses().sum() for k, n in counts.items())  # g/mol
+    target = (mass / 6.02214076e23 / density * 1e24) ** (1 / 3)  # Å
+    names = [k for k, n in counts.items() for _ in range(n)]
+    edge = target * 2.0
+    grid = int(np.ceil(len(names) ** (1 / 3)))
+    sites = (np.array(np.meshgrid(*[np.arange(grid)] * 3)).reshape(3, -1).T[:len(names)] + 0.5) * edge / grid
+    molecules = [Rotation.random(random_state=rng).apply(templates[n].positions) + c for n, c in zip(names, sites)]
+    while True:
+        new_edge = max(target, edge * 0.97)
+        molecules = [m + m.mean(0) * (new_edge / edge - 1) for m in molecules]
+        edge = new_edge
+        for _ in range(2000):
+            bad = np.nonzero(_overlaps(molecules, edge, min_distance))[0]
+            if len(bad) == 0:
+                break
+            for k in bad:
+                centre = molecules[k].mean(0)
+                moved = Rotation.from_rotvec(rng.normal(0, 0.3, 3)).apply(molecules[k] - centre) \
+                    + centre + rng.normal(0, 0.3, 3)
+                trial = molecules[:k] + [moved] + molecules[k + 1:]
+                if _overlaps(trial, edge, min_distance)[k] <= _overlaps(molecules, edge, min_distance)[k]:
+                    molecules = trial
+        else:
+            raise RuntimeError(f"could not pack at {edge:.2f} Å: lower --density or --min-distance")
+        if edge == target:
+            return list(zip(names, molecules)), edge
+
+
+def write_pdb(templates, placed, edge, path):
+    """Write the box as PDB with one residue per molecule and CONECT bonds."""
+    topology = app.Topology()
+    chain = topology.addChain()
+    bonds = {}
+    for name, mol in templates.items():
+        i, j = neighbor_list("ij", mol, natural_cutoffs(mol))
+        bonds[name] = sorted({(a, b) for a, b in zip(i, j) if a < b})
+    positions = []
+    for name, xyz in placed:
+        residue = topology.addResidue(name, chain)
+        counter = {}
+        atoms = []
+        for symbol, p in zip(templates[name].get_chemical_symbols(), xyz):
+            counter[symbol] = counter.get(symbol, 0) + 1
+            atoms.append(topology.addAtom(f"{symbol}{counter[symbol]}", app.Element.getBySymbol(symbol), residue))
+            positions.append(Vec3(*p))
+        for a, b in bonds[name]:
+            topology.addBond(atoms[a], atoms[b])
+    topology.setPeriodicBoxVectors([Vec3(edge, 0, 0), Vec3(0, edge, 0), Vec3(0, 0, edge)] * unit.angstrom)
+    with open(path, "w") as f:
+        app.PDBFile.writeFile(topology, positions * unit.angstrom, f, keepIds=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ec", type=int, default=20, help="number of EC molecules")
+    parser.add_argument("--emc", type=int, default=40, help="number of EMC molecules")
+    parser.add_argument("--density", type=float, default=1.2, help="g/cm^3")
+    parser.add_argument("--min-distance", type=float, default=2.0, help="Å between atoms of different molecules")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", default="ecemc.pdb")
+    args = parser.parse_args(argv)
+    templates = molecule_templates()
+    placed, edge = pack(templates, {"EC": args.ec, "EMC": args.emc}, args.density, args.min_distance, args.seed)
+    write_pdb(templates, placed, edge, args.output)
+    n_atoms = sum(len(x) for _, x in placed)
+    print(f"{args.output}: {args.ec} EC + {args.emc} EMC, {n_atoms} atoms, box {edge:.3f} Å, {args.density} g/cm^3")
+
+
+if __name__ == "__main__":
+    main()

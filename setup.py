@@ -1,0 +1,32 @@
+"""cgaa-openmm: coarse-grained all-atom machine-learning force fields for OpenMM."""
+from setuptools import find_packages, setup
+
+setup(
+    name="cgaa-openmm",
+    version="0.1.0",
+    description="Coarse-grained all-atom (CGAA) equivariant ML force fields as OpenMM TorchForces",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["cgaa_openmm", "cgaa_openmm.*", "training", "training.*"]),
+    package_data={"cgaa_openmm": ["models/*.pt"]},
+    install_requires=[
+        # The set verified together: openmmtorch 1.5 is built against torch 2.9 and OpenMM 8.4
+        # (PyPI's default torch build; OpenMM 8.5+ breaks the OpenCL plugin of openmmtorch 1.5).
+        "torch==2.9.1",
+        "openmm==8.4.0.post2",
+        "openmmtorch==1.5",
+        "e3nn==0.6.0",       # irreps, spherical harmonics, tensor products
+        "mdtraj",            # molecules from bonds, trajectory analysis
+        "parmed",            # AMBER/GROMACS/CHARMM topologies
+        "ase",               # extended XYZ reading for training data
+        "scipy",             # periodic KD-tree for the example-box builder
+        "numpy",
+        "pyyaml",            # training configs
+        "tqdm",              # progress bars
+        "matplotlib",        # parity and learning-curve plots
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["cgaa-openmm=cgaa_openmm.cli:main"]},
+)
