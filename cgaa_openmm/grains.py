@@ -70,3 +70,54 @@ def grain_index(groups: Sequence[Sequence[int]], n_atoms: int) -> np.ndarray:
     for g, atoms in enumerate(groups):
         index[list(atoms)] = g
     return index
+
+
+def topology_from_atoms(atoms, grain_key: str = "molID", residue_names=None) -> app.Topology:
+    """An OpenMM topology for an ``ase.Atoms``: one residue per value of the per-atom ``grain_key``.
+
+    Residues are named by ``residue_names[formula]`` when given, else by their
+    Hill formula; the box is set when the atoms are periodic.
+    """
+    from openmm import Vec3, unit
+    topology = app.Topology()
+    chain = topology.addChain()
+    labels = atoms.arrays[grain_key] if grain_key in atoms.arrays else np.arange(len(atoms))
+    residues = {}
+    for i, (z, label) in enumerate(zip(atoms.numbers, labels)):
+        if label not in residues:
+            members = atoms.numbers[labels == label]
+            formula = hill_formula(members)
+            residues[label] = topology.addResidue((residue_names or {}).get(formula, formula), chain)
+        element = app.Element.getByAtomicNumber(int(z))
+        topology.addAtom(f"{element.symbol}{i}", element, residues[label])
+    if atoms.pbc.all():
+        topology.setPeriodicBoxVectors([Vec3(*v) for v in np.asarray(atoms.cell)] * unit.angstrom)
+    return topology
+
+
+def bond_centres(topology: app.Topology, groups: Sequence[Sequence[int]]) -> List[int]:
+    """Per grain, the atom with the fewest bonds to its farthest grain-mate (the bond-graph centre).
+
+    Periodic unwrapping measures from this atom, so a grain may be almost a full
+    box width long. A grain whose atoms are not all bond-connected uses its first atom.
+    """
+    neighbours = {}
+    for a, b in topology.bonds():
+        neighbours.setdefault(a.index, []).append(b.index)
+        neighbours.setdefault(b.index, []).append(a.index)
+    centres = []
+    for group in groups:
+        members = set(group)
+        best, best_depth = group[0], None
+        for start in group:
+            depth, frontier, seen = 0, [start], {start}
+            while frontier:
+                frontier = [n for a in frontier for n in neighbours.get(a, ()) if n in members and n not in seen]
+                seen.update(frontier)
+                depth += bool(frontier)
+            if len(seen) < len(members):
+                break
+            if best_depth is None or depth < best_depth:
+                best, best_depth = start, depth
+        centres.append(best if best_depth is not None else group[0])
+    return centres

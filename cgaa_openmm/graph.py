@@ -39,11 +39,26 @@ def grain_centres(positions: torch.Tensor, grain: torch.Tensor, n_grains: int) -
     return sums.index_add(0, grain, positions) / counts.unsqueeze(1)
 
 
+def central_atoms(positions: torch.Tensor, grain: torch.Tensor, n_grains: int) -> torch.Tensor:
+    """Atom of every grain nearest its centre, for a configuration whose grains are whole."""
+    distance = torch.linalg.norm(positions - grain_centres(positions, grain, n_grains)[grain], dim=1)
+    key = grain.to(positions.dtype) * (distance.max() + 1.0) + distance
+    order = torch.argsort(key)
+    first = torch.cumsum(torch.bincount(grain, minlength=n_grains), 0) - torch.bincount(grain, minlength=n_grains)
+    return order[first]
+
+
 def build_graph(positions: torch.Tensor, grain: torch.Tensor, n_grains: int, cell: torch.Tensor,
                 periodic: bool, grain_cutoff: float) -> Dict[str, torch.Tensor]:
-    """Model inputs that depend on the configuration (all constants for autograd)."""
+    """Model inputs that depend on the configuration (all constants for autograd).
+
+    Periodic grains are unwrapped around the atom nearest the centre found by
+    a first unwrapping around each grain's first atom.
+    """
     if periodic:
         shift = unwrap_shifts(positions, grain, first_atoms(grain, n_grains), cell)
+        anchor = central_atoms(positions + shift, grain, n_grains)
+        shift = unwrap_shifts(positions, grain, anchor, cell)
     else:
         shift = torch.zeros_like(positions)
     centres = grain_centres(positions.detach() + shift, grain, n_grains)

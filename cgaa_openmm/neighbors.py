@@ -34,18 +34,18 @@ def check_box(cell: torch.Tensor, cutoff: float) -> None:
         )
 
 
-def unwrap_shifts(positions: torch.Tensor, grain: torch.Tensor, first_atom: torch.Tensor,
+def unwrap_shifts(positions: torch.Tensor, grain: torch.Tensor, anchor: torch.Tensor,
                   cell: torch.Tensor) -> torch.Tensor:
     """Shifts (Å, shape (N, 3)) that make every grain whole in a periodic cell.
 
-    Each atom is moved to the minimum image of its grain's first atom, so a
+    Each atom is moved to the minimum image of its grain's anchor atom, so a
     molecule split across the boundary gets the same centre and internal vectors
-    as when whole. Exact while every atom lies within half a box width of its
-    grain's first atom.
+    as when whole. Exact while every atom lies within half a face-to-face box
+    width of its grain's anchor.
     """
     with torch.no_grad():
         inv = torch.linalg.inv(cell)
-        d = positions - positions[first_atom[grain]]
+        d = positions - positions[anchor[grain]]
         return -torch.round(d @ inv) @ cell
 
 

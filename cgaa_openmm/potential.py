@@ -12,7 +12,7 @@ import openmm
 import torch
 from openmm import app, unit
 
-from .grains import GrainSpec, as_openmm_topology, grain_groups, grain_index, hill_formula
+from .grains import GrainSpec, as_openmm_topology, bond_centres, grain_groups, grain_index, hill_formula
 from .model import CGAAModel
 from .modelfile import load_model, save_model
 from .neighbors import check_box
@@ -66,7 +66,7 @@ class CGAAPotential:
         return self.model.grain_cutoff * unit.angstrom
 
     def _grains(self, topology: app.Topology, grains: GrainSpec, allowUnknownGrains: bool):
-        """Per-atom species and grain indices, checked against what the model knows."""
+        """Per-atom species and grain indices and per-grain anchors, checked against the model."""
         known = {z: i for i, z in enumerate(self.model.elements)}
         known_names = ", ".join(app.Element.getByAtomicNumber(z).symbol for z in self.model.elements)
         atoms = list(topology.atoms())
@@ -92,7 +92,8 @@ class CGAAPotential:
                         f"{self.metadata.get('grains', '?')}; known formulas: {sorted(formulas)}). Choose other "
                         f"grains, or pass allowUnknownGrains=True to extrapolate.")
         return (torch.tensor(species, dtype=torch.long),
-                torch.tensor(grain_index(groups, len(atoms)), dtype=torch.long))
+                torch.tensor(grain_index(groups, len(atoms)), dtype=torch.long),
+                torch.tensor(bond_centres(topology, groups), dtype=torch.long))
 
     def createModule(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
                      allowUnknownGrains: bool = False) -> CGAAForceModule:
@@ -107,8 +108,8 @@ class CGAAPotential:
         if periodic and box is not None:
             cell = torch.tensor(np.array(box.value_in_unit(unit.angstrom)), dtype=torch.float64)
             check_box(cell, self.model.grain_cutoff)
-        species, grain = self._grains(topology, grains, allowUnknownGrains)
-        return CGAAForceModule(self.model, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV)
+        species, grain, anchor = self._grains(topology, grains, allowUnknownGrains)
+        return CGAAForceModule(self.model, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, anchor)
 
     def createForce(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
                     allowUnknownGrains: bool = False):

@@ -26,10 +26,13 @@ class CGAAForceModule(torch.nn.Module):
         periodic: whether ``forward`` receives box vectors.
         length_scale: Å per input length unit (10 for nm).
         energy_scale: output energy unit per eV (96.485... for kJ/mol).
+        anchor: (n_grains,) atom of every grain that periodic unwrapping measures from;
+            a central one (:func:`~cgaa_openmm.grains.central_atoms`) allows grains up
+            to a box width across. Default: each grain's first atom.
     """
 
     def __init__(self, model: CGAAModel, species: torch.Tensor, grain: torch.Tensor, periodic: bool,
-                 length_scale: float = 1.0, energy_scale: float = 1.0):
+                 length_scale: float = 1.0, energy_scale: float = 1.0, anchor: Optional[torch.Tensor] = None):
         super().__init__()
         self.model = model
         self.n_grains = int(grain.max()) + 1
@@ -39,7 +42,11 @@ class CGAAForceModule(torch.nn.Module):
         self.cutoff = float(model.grain_cutoff)
         self.register_buffer("species", species.long())
         self.register_buffer("grain", grain.long())
-        self.register_buffer("first_atom", first_atoms(self.grain, self.n_grains))
+        if anchor is None:
+            anchor = first_atoms(self.grain, self.n_grains)
+        if anchor.shape != (self.n_grains,) or bool((self.grain[anchor] != torch.arange(self.n_grains)).any()):
+            raise ValueError("anchor must give one atom of each grain, in grain order")
+        self.register_buffer("anchor", anchor.long())
         src, dst = intra_pairs(self.grain, self.n_grains)
         self.register_buffer("intra_src", src)
         self.register_buffer("intra_dst", dst)
@@ -56,7 +63,7 @@ class CGAAForceModule(torch.nn.Module):
                 raise ValueError("CGAA: this periodic model needs box vectors")
             cell = boxvectors.to(r.dtype) * self.length_scale
             check_box(cell, self.cutoff)
-            shift = unwrap_shifts(r, self.grain, self.first_atom, cell)
+            shift = unwrap_shifts(r, self.grain, self.anchor, cell)
         else:
             cell = torch.zeros(3, 3, dtype=r.dtype, device=r.device)
             shift = torch.zeros_like(r)

@@ -1,0 +1,158 @@
+"""Physics of the model: symmetries, forces = -dE/dx, grain-order and periodic-image invariance."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from e3nn import o3
+from e3nn.util.jit import script
+
+from cgaa_openmm.graph import intra_pairs
+from cgaa_openmm.neighbors import check_box, neighbor_pairs, perpendicular_widths
+
+from conftest import energy_forces, make_model, make_module
+
+ORTHO = np.diag([11.0, 11.5, 12.0])
+TRICLINIC = np.array([[11.0, 0.0, 0.0], [3.0, 11.0, 0.0], [-2.0, 4.0, 12.0]])
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model()
+
+
+@pytest.mark.parametrize("grains", ["molID", "atom"])
+@pytest.mark.parametrize("reflect", [False, True])
+def test_rotation_reflection_translation(clusters, model, grains, reflect):
+    atoms = clusters[0]
+    module = make_module(atoms, model, grains=grains)
+    e0, f0 = energy_forces(module, atoms.positions)
+    torch.manual_seed(3)
+    for _ in range(3):
+        rot = o3.rand_matrix(dtype=torch.float64).numpy() * (-1.0 if reflect else 1.0)
+        shift = np.random.default_rng(0).normal(0, 5, 3)
+        e1, f1 = energy_forces(module, atoms.positions @ rot.T + shift)
+        assert abs(e1 - e0) < 1e-9 * max(1.0, abs(e0))
+        np.testing.assert_allclose(f1, f0 @ rot.T, atol=1e-9)
+    assert np.abs(f0).max() > 1e-2, "forces too small for the check to mean anything"
+
+
+@pytest.mark.parametrize("cell", [ORTHO, TRICLINIC], ids=["orthorhombic", "triclinic"])
+def test_periodic_rotation(clusters, model, cell):
+    atoms = clusters[0]
+    module = make_module(atoms, model, periodic=True)
+    e0, f0 = energy_forces(module, atoms.positions, cell)
+    rot = o3.rand_matrix(dtype=torch.float64).numpy()
+    e1, f1 = energy_forces(module, atoms.positions @ rot.T + 1.7, cell @ rot.T)
+    assert abs(e1 - e0) < 1e-9 * abs(e0)
+    np.testing.assert_allclose(f1, f0 @ rot.T, atol=1e-9)
+
+
+@pytest.mark.parametrize("grains,cell", [("molID", None), ("atom", None), ("molID", TRICLINIC)],
+                         ids=["molecule-grains", "atom-grains", "molecule-grains-triclinic"])
+def test_forces_are_minus_energy_gradient(clusters, model, grains, cell):
+    atoms = clusters[0]
+    module = make_module(atoms, model, periodic=cell is not None, grains=grains)
+    _, forces = energy_forces(module, atoms.positions, cell)
+    h = 1e-4
+    rng = np.random.default_rng(1)
+    for atom, axis in zip(rng.choice(len(atoms), 8, replace=False), rng.integers(0, 3, 8)):
+        plus, minus = atoms.positions.copy(), atoms.positions.copy()
+        plus[atom, axis] += h
+        minus[atom, axis] -= h
+        numeric = -(energy_forces(module, plus, cell)[0] - energy_forces(module, minus, cell)[0]) / (2 * h)
+        assert abs(numeric - forces[atom, axis]) < 1e-6 * max(1.0, abs(numeric)), (atom, axis)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_atom_order_inside_grains(clusters, model, periodic):
+    atoms = clusters[0]
+    cell = TRICLINIC if periodic else None
+    e0, f0 = energy_forces(make_module(atoms, model, periodic), atoms.positions, cell)
+    perm = np.random.default_rng(2).permutation(len(atoms))
+    shuffled = atoms[perm]
+    e1, f1 = energy_forces(make_module(shuffled, model, periodic), shuffled.positions, cell)
+    assert abs(e1 - e0) < 1e-9 * abs(e0)
+    np.testing.assert_allclose(f1, f0[perm], atol=1e-9)
+
+
+@pytest.mark.parametrize("cell", [ORTHO, TRICLINIC], ids=["orthorhombic", "triclinic"])
+def test_periodic_images(clusters, model, cell):
+    atoms = clusters[0]
+    module = make_module(atoms, model, periodic=True)
+    e0, f0 = energy_forces(module, atoms.positions, cell)
+    # One molecule moved by a lattice vector.
+    moved = atoms.positions.copy()
+    moved[atoms.arrays["molID"] == atoms.arrays["molID"][0]] += 2 * cell[0] - cell[2]
+    e1, f1 = energy_forces(module, moved, cell)
+    # Every atom wrapped into the cell on its own, which splits molecules across faces.
+    frac = atoms.positions @ np.linalg.inv(cell)
+    wrapped = (frac - np.floor(frac)) @ cell
+    e2, f2 = energy_forces(module, wrapped, cell)
+    assert not np.allclose(wrapped, atoms.positions)
+    for e, f in ((e1, f1), (e2, f2)):
+        assert abs(e - e0) < 1e-9 * abs(e0)
+        np.testing.assert_allclose(f, f0, atol=1e-9)
+
+
+def test_periodic_images_interact(clusters, model):
+    """In a box barely larger than twice the cutoff, images change the energy."""
+    atoms = clusters[0]
+    e_open, _ = energy_forces(make_module(atoms, model, False), atoms.positions)
+    e_box, _ = energy_forces(make_module(atoms, model, True), atoms.positions, ORTHO)
+    assert abs(e_box - e_open) > 1e-6
+
+
+@pytest.mark.parametrize("cell", [None, TRICLINIC])
+def test_torchscript_equals_eager(clusters, model, cell):
+    atoms = clusters[1]
+    module = make_module(atoms, model, periodic=cell is not None)
+    scripted = script(module)
+    e0, f0 = energy_forces(module, atoms.positions, cell)
+    e1, f1 = energy_forces(scripted, atoms.positions, cell)
+    assert e1 == pytest.approx(e0, rel=1e-12)
+    np.testing.assert_allclose(f1, f0, atol=1e-10)
+
+
+def brute_force_pairs(points, cell, cutoff):
+    pairs = set()
+    for i, j in itertools.product(range(len(points)), repeat=2):
+        for n in itertools.product(range(-2, 3), repeat=3):
+            if i == j and n == (0, 0, 0):
+                continue
+            shift = np.array(n) @ cell
+            if np.linalg.norm(points[j] + shift - points[i]) < cutoff:
+                pairs.add((i, j, *np.round(shift, 6)))
+    return pairs
+
+
+@pytest.mark.parametrize("cell,cutoff", [(ORTHO, 5.0), (TRICLINIC, 5.0), (TRICLINIC, 2.0), (ORTHO, 3.0)])
+def test_cell_list_matches_brute_force(cell, cutoff):
+    rng = np.random.default_rng(4)
+    points = rng.uniform(-3, 15, (60, 3))  # also outside the cell: wrapped internally
+    i, j, shift = neighbor_pairs(torch.tensor(points), torch.tensor(cell), True, cutoff)
+    found = {(a, b, *np.round(s, 6)) for a, b, s in zip(i.tolist(), j.tolist(), shift.numpy())}
+    assert len(found) == len(i), "duplicate pairs"
+    assert found == brute_force_pairs(points, cell, cutoff)
+
+
+def test_cell_list_open_boundaries():
+    points = np.random.default_rng(5).uniform(0, 20, (80, 3))
+    i, j, shift = neighbor_pairs(torch.tensor(points), torch.zeros(3, 3, dtype=torch.float64), False, 4.0)
+    d = np.linalg.norm(points[:, None] - points[None], axis=2)
+    expected = {(a, b) for a, b in zip(*np.nonzero(d < 4.0)) if a != b}
+    assert set(zip(i.tolist(), j.tolist())) == expected and len(i) == len(expected)
+    assert float(shift.abs().max()) == 0.0
+
+
+def test_box_check_names_sizes():
+    assert perpendicular_widths(torch.tensor(TRICLINIC)).min() > 10.0
+    with pytest.raises(ValueError, match="periodic box too small"):
+        check_box(torch.eye(3, dtype=torch.float64) * 9.0, 5.0)
+
+
+def test_intra_pairs():
+    grain = torch.tensor([1, 0, 1, 2, 1, 0])
+    src, dst = intra_pairs(grain, 3)
+    expected = {(a, b) for a in range(6) for b in range(6) if a != b and grain[a] == grain[b]}
+    assert set(zip(src.tolist(), dst.tolist())) == expected and len(src) == len(expected)
