@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up and run the tests: install cgaa-openmm with its test extras, give OpenMM an
+# OpenCL device on the CPU (PoCL, Debian packages) when possible, run pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! ldconfig -p | grep -q 'libOpenCL.so.1' || [ ! -e /etc/OpenCL/vendors/pocl.icd ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ocl-icd-libopencl1 pocl-opencl-icd >/dev/null) \
+      || echo "note: PoCL not installed; the OpenCL tests will be skipped"
+  else
+    echo "note: no libOpenCL.so.1/PoCL and no root to install them; the OpenCL tests will be skipped"
+  fi
+fi
+python3 -m pip install -q -e ".[test]"
+python3 -m pytest -q tests "$@"

@@ -1,0 +1,168 @@
+"""The shipped model inside OpenMM: platforms, units, NVE energy conservation, bad input."""
+import os
+
+import numpy as np
+import openmm
+import pytest
+import torch
+from ase.io import read
+from openmm import app, unit
+
+from cgaa_openmm import CGAAPotential, ModelFileError, TopologyMismatchError
+from cgaa_openmm.grains import topology_from_atoms
+from cgaa_openmm.potential import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
+
+from conftest import data_file
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "example_systems", "ecemc.pdb")
+PLATFORMS = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+
+
+@pytest.fixture(scope="module")
+def potential():
+    return CGAAPotential.load("carbonates-xtb")
+
+
+@pytest.fixture(scope="module")
+def box():
+    return app.PDBFile(EXAMPLE)
+
+
+def module_energy_forces(potential, topology, positions_nm, box_nm=None):
+    """Energy (kJ/mol) and forces (kJ/mol/nm) straight from the eager model, float64."""
+    module = potential.createModule(topology)
+    module.model.double()
+    module.dtype_probe = module.dtype_probe.double()
+    pos = torch.tensor(positions_nm, dtype=torch.float64, requires_grad=True)
+    energy = module(pos, None if box_nm is None else torch.tensor(box_nm, dtype=torch.float64))
+    forces, = torch.autograd.grad(energy, pos)
+    module.model.float()
+    return energy.item(), -forces.numpy()
+
+
+@pytest.mark.parametrize("platform", ["Reference", "CPU", "OpenCL"])
+def test_openmm_matches_model(potential, box, platform):
+    if platform not in PLATFORMS:
+        pytest.skip(f"OpenMM platform {platform} not available here (OpenCL needs libOpenCL.so.1 and an ICD "
+                    f"such as pocl-opencl-icd)")
+    system = potential.createSystem(box.topology)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform))
+    context.setPositions(box.positions)
+    state = context.getState(getEnergy=True, getForces=True)
+    energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    positions = box.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    cell = np.array(box.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
+    e_ref, f_ref = module_energy_forces(potential, box.topology, positions, cell)
+    assert energy == pytest.approx(e_ref, rel=1e-5)
+    scale = np.abs(f_ref).max()
+    assert np.abs(forces - f_ref).max() < 1e-3 * scale
+
+
+def test_units(potential, clusters):
+    """OpenMM's kJ/mol and nm agree with the model's eV and Å on a real cluster."""
+    atoms = clusters[1]
+    topology = topology_from_atoms(atoms)
+    model = potential.createModule(topology)
+    e_nm = model(torch.tensor(atoms.positions / ANGSTROM_PER_NM)).item()
+    from cgaa_openmm.torchforce import CGAAForceModule
+    ev = CGAAForceModule(potential.model, model.species, model.grain, False)(torch.tensor(atoms.positions)).item()
+    assert e_nm == pytest.approx(ev * KJ_PER_MOL_PER_EV, rel=1e-6)
+    assert KJ_PER_MOL_PER_EV == pytest.approx(96.485, rel=1e-4)
+
+
+def test_nve_energy_conservation(potential):
+    """1000 steps of velocity Verlet at 0.25 fs on a real 6-molecule cluster."""
+    atoms = [a for a in read(data_file("solvent_xtb_test.xyz"), index=":40") if a.info["Nmols"] >= 5][0]
+    topology = topology_from_atoms(atoms)
+    system = potential.createSystem(topology, removeCMMotion=False)
+    integrator = openmm.VerletIntegrator(0.25 * unit.femtosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
+    context.setPositions(atoms.positions * unit.angstrom)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 200)
+    context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    totals = []
+    for _ in range(20):
+        integrator.step(50)
+        state = context.getState(getEnergy=True)
+        totals.append((state.getPotentialEnergy() + state.getKineticEnergy()).value_in_unit(unit.kilojoule_per_mole))
+    kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+    drift = abs(totals[-1] - totals[0])
+    # Bound: the total energy wanders by less than 2% of the kinetic energy.
+    assert drift < 0.02 * kinetic, (drift, kinetic, totals)
+    assert np.std(totals) < 0.02 * kinetic
+
+
+def test_unknown_element(potential):
+    topology = app.Topology()
+    residue = topology.addResidue("NH3", topology.addChain())
+    topology.addAtom("N", app.element.nitrogen, residue)
+    with pytest.raises(TopologyMismatchError, match="N, an element this model does not know"):
+        potential.createSystem(topology)
+
+
+def test_grain_not_in_model(potential, clusters):
+    atoms = clusters[1]
+    topology = topology_from_atoms(atoms)
+    with pytest.raises(TopologyMismatchError, match="not a grain this model was trained on"):
+        potential.createForce(topology, grains="atom")
+    with pytest.raises(ValueError, match="grains must be"):
+        potential.createForce(topology, grains="chain")
+
+
+def test_box_too_small(potential, box):
+    topology = app.PDBFile(EXAMPLE).topology
+    topology.setPeriodicBoxVectors(np.eye(3) * 1.0 * unit.nanometer)
+    with pytest.raises(ValueError, match="periodic box too small"):
+        potential.createSystem(topology)
+    # A barostat or a user can shrink the box later: the force itself refuses too.
+    context = openmm.Context(potential.createSystem(box.topology), openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(box.positions)
+    context.setPeriodicBoxVectors(*(np.eye(3) * 1.0))
+    with pytest.raises(Exception, match="periodic box too small"):
+        context.getState(getEnergy=True)
+
+
+def test_nan_coordinate(potential, box):
+    context = openmm.Context(potential.createSystem(box.topology), openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("Reference"))
+    positions = box.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    positions[7, 1] = np.nan
+    context.setPositions(positions)
+    with pytest.raises(Exception, match="NaN"):
+        context.getState(getEnergy=True)
+
+
+def test_not_a_model_file(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is not a model")
+    with pytest.raises(ModelFileError, match="not a cgaa-openmm model file"):
+        CGAAPotential.load(str(junk))
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(ModelFileError, match="not a cgaa-openmm model file"):
+        CGAAPotential.load(str(other))
+    with pytest.raises(FileNotFoundError, match="neither a model file nor a shipped model"):
+        CGAAPotential.load(str(tmp_path / "missing.pt"))
+
+
+def test_model_file_round_trip(potential, tmp_path, clusters):
+    path = str(tmp_path / "copy.pt")
+    potential.save(path)
+    copy = CGAAPotential.load(path)
+    assert copy.metadata["elements"] == [1, 6, 8] and copy.metadata["grains"] == "molecule"
+    assert "test_errors" in copy.metadata and copy.metadata["units"]["length"] == "angstrom"
+    topology = topology_from_atoms(clusters[1])
+    pos = torch.tensor(clusters[1].positions / ANGSTROM_PER_NM)
+    assert copy.createModule(topology)(pos).item() == potential.createModule(topology)(pos).item()
+
+
+def test_grains_from_topology(box):
+    from cgaa_openmm.grains import grain_groups
+    residues = grain_groups(box.topology, "residue")
+    molecules = grain_groups(box.topology, "molecule")
+    assert len(residues) == 60 and sorted(map(sorted, residues)) == sorted(map(sorted, molecules))
+    assert len(grain_groups(box.topology, "atom")) == box.topology.getNumAtoms()
+    with pytest.raises(ValueError, match="exactly one grain"):
+        grain_groups(box.topology, [[0, 1], [1, 2]])
