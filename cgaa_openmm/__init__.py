@@ -5,6 +5,22 @@
 """
 __version__ = "0.1.0"
 
+import re  # noqa: E402
+
+import torch  # noqa: E402,F401  (loads the CUDA runtime libraries the openmm-torch plugins link to)
+import openmm  # noqa: E402
+
+
+def _load_torch_plugins() -> None:
+    """Load openmm-torch platform plugins that failed because ``openmm`` was imported before torch."""
+    for failure in openmm.Platform.getPluginLoadFailures():
+        match = re.match(r"Error loading library (\S*OpenMMTorch\S*\.so): ", failure)
+        if match:
+            openmm.Platform.loadPluginLibrary(match.group(1))
+
+
+_load_torch_plugins()
+
 from .potential import CGAAPotential, TopologyMismatchError  # noqa: E402
 from .modelfile import ModelFileError  # noqa: E402
 

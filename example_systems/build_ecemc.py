@@ -90,7 +90,7 @@ def write_pdb(templates, placed, edge, path):
     chain = topology.addChain()
     bonds = {}
     for name, mol in templates.items():
-        i, j = neighbor_list("ij", mol, natural_cutoffs(mol))
+        i, j = neighbor_list("ij", mol, natural_cutoffs(mol, mult=1.2))
         bonds[name] = sorted({(a, b) for a, b in zip(i, j) if a < b})
     positions = []
     for name, xyz in placed:
