@@ -23,7 +23,11 @@ def hill_formula(numbers: Sequence[int]) -> str:
 
 
 def as_openmm_topology(topology) -> app.Topology:
-    """Accept an ``openmm.app.Topology``, ``mdtraj.Topology`` or ``parmed.Structure``."""
+    """Accept an ``openmm.app.Topology``, ``mdtraj.Topology`` or ``parmed.Structure``.
+
+    An ``mdtraj.Topology`` carries no box vectors (mdtraj keeps them on the
+    trajectory), so the result is non-periodic unless the caller sets a box.
+    """
     if isinstance(topology, app.Topology):
         return topology
     if hasattr(topology, "to_openmm"):           # mdtraj.Topology

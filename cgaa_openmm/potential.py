@@ -99,7 +99,8 @@ class CGAAPotential:
                      allowUnknownGrains: bool = False) -> CGAAForceModule:
         """The eager ``torch.nn.Module``: positions (nm) [, box (nm)] -> energy (kJ/mol).
 
-        ``periodic`` defaults to whether the topology has periodic box vectors.
+        ``periodic`` defaults to whether the topology has periodic box vectors
+        (an ``mdtraj.Topology`` never has: pass ``periodic=True`` for a periodic one).
         """
         topology = as_openmm_topology(topology)
         box = topology.getPeriodicBoxVectors()

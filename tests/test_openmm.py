@@ -192,3 +192,17 @@ def test_barostat_moves_grains_whole(potential, box):
     volume = context.getState().getPeriodicBoxVolume().value_in_unit(unit.nanometer ** 3)
     assert volume != volume0
     assert np.abs(bond_lengths() - before).max() < 0.01
+
+
+def test_mdtraj_and_parmed_topologies(potential, box):
+    """The same grains and energy from openmm.app, mdtraj and ParmEd views of one PDB."""
+    import mdtraj
+    import parmed
+    positions = torch.tensor(box.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    cell = torch.tensor(np.array(box.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
+    reference = potential.createModule(box.topology)(positions, cell).item()
+    # An mdtraj.Topology holds no box (mdtraj keeps it on the Trajectory): say periodic=True.
+    for topology, periodic in ((mdtraj.load_topology(EXAMPLE), True), (parmed.load_file(EXAMPLE), None)):
+        module = potential.createModule(topology, periodic=periodic)
+        assert module.n_grains == 60
+        assert module(positions, cell).item() == pytest.approx(reference, rel=1e-6)
