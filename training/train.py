@@ -52,6 +52,9 @@ DEFAULTS: Dict[str, Any] = dict(
 )
 
 
+PATH_KEYS = ("train_file", "test_file", "output", "checkpoint")
+
+
 def load_config(path: str) -> Dict[str, Any]:
     """Read a YAML config, fill defaults, and reject unknown keys by name."""
     with open(path) as f:
@@ -63,11 +66,17 @@ def load_config(path: str) -> Dict[str, Any]:
     if not config["train_file"]:
         raise ValueError(f"{path}: 'train_file' is required")
     base = os.path.dirname(os.path.abspath(path))
-    for key in ("train_file", "test_file", "output", "checkpoint"):
+    for key in PATH_KEYS:
         if config[key] and not os.path.isabs(config[key]):
             config[key] = os.path.normpath(os.path.join(base, config[key]))
     config["checkpoint"] = config["checkpoint"] or config["output"] + ".ckpt"
     return config
+
+
+def config_hash(config: Dict[str, Any]) -> str:
+    """SHA-256 of the config with file paths reduced to their names (the same on every machine)."""
+    portable = {k: os.path.basename(v) if k in PATH_KEYS and v else v for k, v in config.items()}
+    return hashlib.sha256(json.dumps(portable, sort_keys=True).encode()).hexdigest()
 
 
 def evaluate(model, configs, elements, dtype, batch_size=20) -> Dict[str, float]:
@@ -171,7 +180,7 @@ def train(config: Dict[str, Any], resume: bool = False) -> Dict[str, Any]:
     metadata = dict(
         grains=config["grain_kind"] if grains == "column" else "atom",
         grain_formulas=sorted({hill_formula(c.numbers[c.grain == g]) for c in configs for g in range(c.n_grains)}),
-        training=dict(config_sha256=hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+        training=dict(config_sha256=config_hash(config),
                       train_file=os.path.basename(config["train_file"]), epochs=len(log),
                       n_train=len(train_set), n_valid=len(valid)),
         validation_errors=evaluate(ema, valid, elements, dtype),
