@@ -25,6 +25,7 @@ import torch
 from e3nn import o3
 
 from .blocks import BesselBasis, GaussianBasis, Interaction, hidden_irreps
+from .graph import grain_centres
 
 DEFAULT_HYPERPARAMETERS = dict(
     channels=32,           # multiplicity of every irrep
@@ -114,10 +115,7 @@ class CGAAModel(torch.nn.Module):
                 vector from grain dst to grain src is R_src + shift - R_dst.
         """
         r = positions + unwrap_shift
-        counts = torch.zeros(n_grains, dtype=r.dtype, device=r.device).index_add(
-            0, grain, torch.ones_like(r[:, 0]))
-        centres = torch.zeros(n_grains, 3, dtype=r.dtype, device=r.device).index_add(0, grain, r)
-        centres = centres / counts.unsqueeze(1)
+        centres = grain_centres(r, grain, n_grains)
         relative = r - centres[grain]
 
         # Grain embedding: element and r'_j, then intra-grain messages.

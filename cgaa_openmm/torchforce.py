@@ -50,11 +50,10 @@ class CGAAForceModule(torch.nn.Module):
         src, dst = intra_pairs(self.grain, self.n_grains)
         self.register_buffer("intra_src", src)
         self.register_buffer("intra_dst", dst)
-        self.register_buffer("dtype_probe", torch.zeros(0, dtype=model.atomic_energies.dtype))
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Total energy (``energy_scale`` units) of positions (N, 3) and box (3, 3, rows a, b, c)."""
-        r = positions.to(self.dtype_probe.dtype) * self.length_scale
+        r = positions.to(self.model.atomic_energies.dtype) * self.length_scale
         if bool(torch.isnan(r).any()):
             raise ValueError("CGAA: a coordinate is NaN (atom "
                              + str(int(torch.isnan(r).any(1).nonzero()[0, 0])) + ")")

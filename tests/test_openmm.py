@@ -32,7 +32,6 @@ def module_energy_forces(potential, topology, positions_nm, box_nm=None):
     """Energy (kJ/mol) and forces (kJ/mol/nm) straight from the eager model, float64."""
     module = potential.createModule(topology)
     module.model.double()
-    module.dtype_probe = module.dtype_probe.double()
     pos = torch.tensor(positions_nm, dtype=torch.float64, requires_grad=True)
     energy = module(pos, None if box_nm is None else torch.tensor(box_nm, dtype=torch.float64))
     forces, = torch.autograd.grad(energy, pos)
