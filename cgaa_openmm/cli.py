@@ -1,4 +1,4 @@
-"""The ``cgaa-openmm`` command: ``simulate`` (MD with a CGAA model) and ``train``."""
+"""The ``cgaa-openmm`` command: ``simulate`` (MD with a CGAA model), ``train`` and ``evaluate``."""
 import argparse
 import os
 import sys
@@ -41,9 +41,26 @@ def simulate(args) -> None:
 
 
 def run_training(args) -> None:
-    """Train and export a model as the YAML config says (see ``training.train``)."""
-    from training.train import load_config, train
-    train(load_config(args.config), resume=args.resume)
+    """Train and export a model as the YAML config says (options: ``training.config``)."""
+    from training.config import ConfigError, load_config
+    from training.data import DataError
+    from training.train import train
+    try:
+        train(load_config(args.config), resume=args.resume)
+    except (ConfigError, DataError, FileNotFoundError) as error:
+        sys.exit(f"cgaa-openmm train: {error}")
+
+
+def run_evaluation(args) -> None:
+    """Metrics of a model on labelled data, and a parity plot."""
+    from training.data import DataError
+    from training.evaluate import run
+
+    from .modelfile import ModelFileError
+    try:
+        run(args)
+    except (DataError, ModelFileError, FileNotFoundError) as error:
+        sys.exit(f"cgaa-openmm evaluate: {error}")
 
 
 def main(argv=None) -> None:
@@ -69,6 +86,11 @@ def main(argv=None) -> None:
     train.add_argument("config")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.set_defaults(run=run_training)
+
+    from training.evaluate import add_arguments
+    evaluate = commands.add_parser("evaluate", help="errors of a model on labelled data, with a parity plot")
+    add_arguments(evaluate)
+    evaluate.set_defaults(run=run_evaluation)
 
     args = parser.parse_args(argv)
     args.run(args)

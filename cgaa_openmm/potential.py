@@ -27,6 +27,16 @@ KJ_PER_MOL_PER_EV = (1.0 * unit.elementary_charge * unit.volt * unit.AVOGADRO_CO
 NAMED_MODELS: Dict[str, str] = {"carbonates-xtb": "carbonates-xtb.pt"}
 
 
+def resolve_model_path(path_or_name: str) -> str:
+    """The file of a shipped model name (see ``NAMED_MODELS``), or ``path_or_name`` if it exists."""
+    if path_or_name in NAMED_MODELS:
+        return os.path.join(os.path.dirname(__file__), "models", NAMED_MODELS[path_or_name])
+    if os.path.exists(path_or_name):
+        return path_or_name
+    raise FileNotFoundError(f"{path_or_name!r} is neither a model file nor a shipped model "
+                            f"(shipped: {sorted(NAMED_MODELS)})")
+
+
 class TopologyMismatchError(ValueError):
     """The topology holds atoms or grains the model was not trained on."""
 
@@ -47,14 +57,7 @@ class CGAAPotential:
     @classmethod
     def load(cls, path_or_name: str) -> "CGAAPotential":
         """Load a model file, or a shipped model by name (see ``NAMED_MODELS``)."""
-        if path_or_name in NAMED_MODELS:
-            path = os.path.join(os.path.dirname(__file__), "models", NAMED_MODELS[path_or_name])
-        elif os.path.exists(path_or_name):
-            path = path_or_name
-        else:
-            raise FileNotFoundError(f"{path_or_name!r} is neither a model file nor a shipped model "
-                                    f"(shipped: {sorted(NAMED_MODELS)})")
-        return cls(*load_model(path))
+        return cls(*load_model(resolve_model_path(path_or_name)))
 
     def save(self, path: str) -> None:
         """Write the model file."""

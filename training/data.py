@@ -1,17 +1,31 @@
 """Reference data: extended XYZ (read by ASE) -> tensors -> batched model inputs.
 
-Units: Å, eV, eV/Å. Grains come from a per-atom integer column (``molID`` for
-the carbonates); isolated-atom configurations (``config_type=IsolatedAtom``)
-give the per-element reference energies E0.
+Files may use other units (``energy_unit``, ``length_unit``); everything is
+converted on reading to Å, eV and eV/Å. Grains come from a per-atom integer
+column (``molID`` for the carbonates), from the residues of a PDB topology,
+from bond perception (covalent radii) or are single atoms. Isolated-atom
+configurations (``config_type=IsolatedAtom``) give the per-element reference
+energies E0.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from ase import units
 from ase.io import read
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from cgaa_openmm.graph import build_graph
+
+ENERGY_UNITS = {"eV": 1.0, "kcal/mol": units.kcal / units.mol, "kJ/mol": units.kJ / units.mol,
+                "Hartree": units.Hartree}
+LENGTH_UNITS = {"angstrom": 1.0, "nm": 10.0, "bohr": units.Bohr}
+
+
+class DataError(ValueError):
+    """A data file that cannot be used as it is (the message names file, configuration and key)."""
 
 
 @dataclass
@@ -28,48 +42,127 @@ class Config:
     graph: Optional[Dict[str, torch.Tensor]] = None
 
 
-def read_configs(path: str, energy_key: str = "energy_xtb", forces_key: str = "forces_xtb",
-                 grain_key: str = "molID", grains: str = "column") -> List[Config]:
-    """Read an extended XYZ file; ``grains`` is ``"column"`` (from ``grain_key``) or ``"atom"``.
+def read_frames(path: str) -> list:
+    """All configurations of an extended XYZ file as ``ase.Atoms``, with a clear error if unreadable."""
+    try:
+        return read(path, index=":")
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {path}") from None
+    except Exception as error:  # ASE raises many types (KeyError for an unknown element symbol, ...)
+        raise DataError(f"{path}: cannot be read as extended XYZ ({type(error).__name__}: {error})") from error
 
-    Isolated-atom configurations are skipped (see :func:`isolated_atom_energies`).
+
+def bonded_molecules(atoms, bond_scale: float = 1.5) -> np.ndarray:
+    """Per-atom molecule index from bond perception: bonds join atoms closer than
+    ``bond_scale`` x the sum of their covalent radii (minimum image in a periodic cell)."""
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=bond_scale))
+    n = len(atoms)
+    return connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)[1]
+
+
+def topology_grains(topology_file: str) -> tuple:
+    """Atomic numbers and per-atom residue index of a PDB topology (one grain per residue)."""
+    from openmm import app
+    topology = app.PDBFile(topology_file).topology
+    numbers = np.array([a.element.atomic_number if a.element else 0 for a in topology.atoms()])
+    residue = np.array([a.residue.index for a in topology.atoms()])
+    return numbers, residue
+
+
+def read_configs(path: str, energy_key: str = "energy_xtb", forces_key: str = "forces_xtb",
+                 grain_key: str = "molID", grains: str = "column", energy_unit: str = "eV",
+                 length_unit: str = "angstrom", topology_file: Optional[str] = None,
+                 bond_scale: float = 1.5, grain_span: Optional[float] = None) -> List[Config]:
+    """Read an extended XYZ file into :class:`Config` objects in Å, eV and eV/Å.
+
+    ``grains`` is ``"column"`` (per-atom ``grain_key``), ``"topology"`` (residues of
+    ``topology_file``, atoms in the same order as every configuration), ``"bonds"``
+    (bond-connected molecules) or ``"atom"``. With ``grain_span`` (Å), every grain's
+    atoms must be linked by distances below it (the model's intra-grain cutoff), which
+    catches a grain column that does not describe molecules. Isolated-atom
+    configurations are skipped (see :func:`isolated_atom_energies`).
     """
+    e_unit, l_unit = ENERGY_UNITS[energy_unit], LENGTH_UNITS[length_unit]
+    if grains == "topology":
+        top_numbers, top_residue = topology_grains(topology_file)
     configs = []
-    for k, atoms in enumerate(read(path, index=":")):
+    for k, atoms in enumerate(read_frames(path)):
         if atoms.info.get("config_type") == "IsolatedAtom":
             continue
         where = f"{path}, configuration {k}"
         if energy_key not in atoms.info:
-            raise ValueError(f"{where}: no energy '{energy_key}' (keys: {sorted(atoms.info)})")
+            raise DataError(f"{where}: no energy '{energy_key}' (keys: {sorted(atoms.info)})")
         if forces_key not in atoms.arrays:
-            raise ValueError(f"{where}: no per-atom forces '{forces_key}' (columns: {sorted(atoms.arrays)})")
+            raise DataError(f"{where}: no per-atom forces '{forces_key}' (columns: {sorted(atoms.arrays)})")
+        if (atoms.numbers <= 0).any():
+            raise DataError(f"{where}: unknown element symbol(s) at atoms {np.nonzero(atoms.numbers <= 0)[0][:5].tolist()}")
+        positions = atoms.positions * l_unit
+        forces = np.asarray(atoms.arrays[forces_key], dtype=float) * (e_unit / l_unit)
+        if forces.shape != (len(atoms), 3) or not np.isfinite(forces).all():
+            raise DataError(f"{where}: forces '{forces_key}' must be 3 finite numbers per atom")
         if grains == "atom":
             grain = np.arange(len(atoms))
+        elif grains == "bonds":
+            atoms_scaled = atoms.copy()
+            atoms_scaled.positions = positions
+            atoms_scaled.cell = np.asarray(atoms.cell) * l_unit
+            grain = bonded_molecules(atoms_scaled, bond_scale)
+        elif grains == "topology":
+            if len(atoms) != len(top_numbers) or (atoms.numbers != top_numbers).any():
+                raise DataError(f"{where}: atoms do not match {topology_file} "
+                                f"({len(atoms)} vs {len(top_numbers)} atoms, or different elements in order)")
+            grain = top_residue
         elif grains == "column":
             if grain_key not in atoms.arrays:
-                raise ValueError(f"{where}: no grain column '{grain_key}' (columns: {sorted(atoms.arrays)})")
-            _, grain = np.unique(atoms.arrays[grain_key], return_inverse=True)
+                raise DataError(f"{where}: no grain column '{grain_key}' (columns: {sorted(atoms.arrays)})")
+            column = np.asarray(atoms.arrays[grain_key])
+            if column.ndim != 1 or not np.issubdtype(column.dtype, np.integer):
+                raise DataError(f"{where}: grain column '{grain_key}' must hold one integer per atom, "
+                                f"not {column.dtype} of shape {column.shape}")
+            grain = column
         else:
-            raise ValueError(f"grains must be 'column' or 'atom', not {grains!r}")
+            raise DataError(f"grains must be 'column', 'topology', 'bonds' or 'atom', not {grains!r}")
+        _, grain = np.unique(grain, return_inverse=True)
         periodic = bool(atoms.pbc.any())
         if periodic and not atoms.pbc.all():
-            raise ValueError(f"{where}: partly periodic cells are not supported (pbc={atoms.pbc})")
+            raise DataError(f"{where}: partly periodic cells are not supported (pbc={atoms.pbc})")
+        if grain_span is not None and grains != "atom":
+            check_grains_whole(atoms, positions, grain, grain_span, where, grains, grain_key)
         configs.append(Config(
-            positions=torch.tensor(atoms.positions, dtype=torch.float64),
+            positions=torch.tensor(positions, dtype=torch.float64),
             numbers=torch.tensor(atoms.numbers, dtype=torch.long),
             grain=torch.tensor(grain, dtype=torch.long),
             n_grains=int(grain.max()) + 1,
-            energy=float(atoms.info[energy_key]),
-            forces=torch.tensor(atoms.arrays[forces_key], dtype=torch.float64),
-            cell=torch.tensor(np.asarray(atoms.cell), dtype=torch.float64),
+            energy=float(atoms.info[energy_key]) * e_unit,
+            forces=torch.tensor(forces, dtype=torch.float64),
+            cell=torch.tensor(np.asarray(atoms.cell) * l_unit, dtype=torch.float64),
             periodic=periodic,
         ))
+    if not configs:
+        raise DataError(f"{path}: no labelled configurations")
     return configs
 
 
-def isolated_atom_energies(path: str, energy_key: str = "energy_xtb") -> Dict[int, float]:
+def check_grains_whole(atoms, positions, grain, span, where, grains, grain_key) -> None:
+    """Raise :class:`DataError` if a grain's atoms are not linked by distances below ``span`` Å."""
+    for g in range(int(grain.max()) + 1):
+        members = np.nonzero(grain == g)[0]
+        if len(members) < 2:
+            continue
+        sub = atoms[members]
+        sub.positions = positions[members]
+        d = sub.get_all_distances(mic=bool(atoms.pbc.all()))
+        n_parts = connected_components(coo_matrix(d < span), directed=False)[0]
+        if n_parts > 1:
+            source = f"grain column '{grain_key}'" if grains == "column" else f"grains '{grains}'"
+            raise DataError(f"{where}: {source} puts atoms {members[:8].tolist()}... in one grain, but they "
+                            f"form {n_parts} groups more than {span} Å apart: not a molecule or residue")
+
+
+def isolated_atom_energies(path: str, energy_key: str = "energy_xtb", energy_unit: str = "eV") -> Dict[int, float]:
     """E0 (eV) per atomic number from the file's ``config_type=IsolatedAtom`` entries."""
-    return {int(a.numbers[0]): float(a.info[energy_key]) for a in read(path, index=":")
+    return {int(a.numbers[0]): float(a.info[energy_key]) * ENERGY_UNITS[energy_unit] for a in read_frames(path)
             if a.info.get("config_type") == "IsolatedAtom"}
 
 

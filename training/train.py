@@ -1,205 +1,270 @@
 """Train a CGAA model on reference energies and forces and export a model file.
 
-Usage: ``python -m training.train CONFIG.yaml [--resume]``. Units: Å, eV, eV/Å.
-The loss is ``energy_weight * MSE(E / N_atoms) + forces_weight * MSE(F)``;
-Adam with reduce-on-plateau and an exponential moving average (EMA) of the
-weights, which is what gets validated and exported. A checkpoint is written
-after every epoch; ``--resume`` continues from it.
+``cgaa-openmm train CONFIG.yaml [--resume]``; on several processes
+``torchrun --nproc_per_node N -m training.train CONFIG.yaml`` (PyTorch DDP,
+gloo on CPU, NCCL on GPUs). Units: Å, eV, eV/Å. Options: ``training.config``.
+
+The loss is ``energy_weight * <(dE / N_atoms)^2> + forces_weight * <dF^2>``
+averaged over the configurations and force components of a batch. AdamW with
+reduce-on-plateau and early stopping; an exponential moving average (EMA) of
+the weights is what gets validated, checkpointed as best, and exported. A
+checkpoint is written after every epoch (atomically); ``--resume`` continues
+from it with the same batch order, so an interrupted run loses at most one
+epoch. ``run_dir`` gets ``metrics.csv``, ``learning_curve.png`` and
+``parity.png``.
 """
 import argparse
-import hashlib
+import csv
 import json
 import math
 import os
 import random
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import torch
-import yaml
+import torch.distributed as dist
 from tqdm import tqdm
 
 from cgaa_openmm.grains import hill_formula
 from cgaa_openmm.model import DEFAULT_HYPERPARAMETERS, CGAAModel
 from cgaa_openmm.modelfile import save_model
-from training.data import (attach_graphs, collate, fit_atomic_energies, isolated_atom_energies,
-                           predict, read_configs)
-from training.metrics import error_metrics
+from training.config import config_hash, load_config
+from training.data import (Config, DataError, attach_graphs, collate, fit_atomic_energies,
+                           isolated_atom_energies, predict, read_configs)
+from training.evaluate import evaluate
+from training.plots import learning_curve_plot, parity_plot
 
-DEFAULTS: Dict[str, Any] = dict(
-    train_file=None,        # extended XYZ with energies and forces (required)
-    test_file=None,         # optional extended XYZ evaluated with the final model
-    energy_key="energy_xtb",
-    forces_key="forces_xtb",
-    grain_key="molID",      # per-atom column with the grain of every atom
-    grains="column",        # "column" (from grain_key) or "atom" (all-atom baseline)
-    grain_kind="molecule",  # what the grains are, recorded in the model file
-    atomic_energies="isolated",  # "isolated" (IsolatedAtom entries) or "fit" (least squares)
-    model={},               # CGAAModel hyperparameters (see cgaa_openmm.model)
-    valid_fraction=0.1,
-    seed=1,
-    batch_size=5,           # configurations per batch
-    epochs=100,
-    lr=0.005,
-    energy_weight=1.0,      # on (eV/atom)^2
-    forces_weight=10.0,     # on (eV/Å)^2
-    ema_decay=0.99,
-    patience=10,            # epochs without improvement before the learning rate halves
-    dtype="float32",
-    output="model.pt",
-    checkpoint=None,        # default: <output>.ckpt
-)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-PATH_KEYS = ("train_file", "test_file", "output", "checkpoint")
+def read_data(config: Dict[str, Any], path: str) -> List[Config]:
+    """The configurations of ``path`` read with the config's keys, units and grains."""
+    hp = dict(DEFAULT_HYPERPARAMETERS, **config["model"])
+    return read_configs(path, config["energy_key"], config["forces_key"], config["grain_key"],
+                        config["grains"], config["energy_unit"], config["length_unit"],
+                        config["topology_file"], config["bond_scale"], grain_span=float(hp["intra_cutoff"]))
 
 
-def load_config(path: str) -> Dict[str, Any]:
-    """Read a YAML config, fill defaults, and reject unknown keys by name."""
-    with open(path) as f:
-        user = yaml.safe_load(f) or {}
-    unknown = sorted(set(user) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"{path}: unknown config keys {unknown}; known keys: {sorted(DEFAULTS)}")
-    config = dict(DEFAULTS, **user)
-    if not config["train_file"]:
-        raise ValueError(f"{path}: 'train_file' is required")
-    base = os.path.dirname(os.path.abspath(path))
-    for key in PATH_KEYS:
-        if config[key] and not os.path.isabs(config[key]):
-            config[key] = os.path.normpath(os.path.join(base, config[key]))
-    config["checkpoint"] = config["checkpoint"] or config["output"] + ".ckpt"
-    return config
+def prepare(config: Dict[str, Any]) -> Dict[str, Any]:
+    """Read and split the data, fix E0 and the data-derived normalisers; build the model."""
+    configs = read_data(config, config["train_file"])
+    order = np.random.RandomState(config["seed"]).permutation(len(configs))
+    if config["valid_file"]:
+        valid = read_data(config, config["valid_file"])
+        train_set = [configs[i] for i in order]
+    else:
+        n_valid = max(1, int(round(config["valid_fraction"] * len(configs))))
+        valid = [configs[i] for i in order[:n_valid]]
+        train_set = [configs[i] for i in order[n_valid:]]
+    if config["max_train"]:
+        train_set = train_set[:config["max_train"]]
+    elements = sorted({int(z) for c in train_set + valid for z in c.numbers})
 
-
-def config_hash(config: Dict[str, Any]) -> str:
-    """SHA-256 of the config with file paths reduced to their names (the same on every machine)."""
-    portable = {k: os.path.basename(v) if k in PATH_KEYS and v else v for k, v in config.items()}
-    return hashlib.sha256(json.dumps(portable, sort_keys=True).encode()).hexdigest()
-
-
-def evaluate(model, configs, elements, dtype, batch_size=20) -> Dict[str, float]:
-    """Energy and force errors of ``model`` on ``configs``."""
-    e_pred, e_ref, f_pred, f_ref, n = [], [], [], [], []
-    for start in range(0, len(configs), batch_size):
-        batch = collate(configs[start:start + batch_size], elements, dtype)
-        energy, forces = predict(model, batch)
-        e_pred.append(energy.detach()); e_ref.append(batch["energy"]); n.append(batch["n_atoms"])
-        f_pred.append(forces.detach()); f_ref.append(batch["forces"])
-    return error_metrics(torch.cat(e_pred), torch.cat(e_ref), torch.cat(n), torch.cat(f_pred), torch.cat(f_ref))
-
-
-def train(config: Dict[str, Any], resume: bool = False) -> Dict[str, Any]:
-    """Run the training described by ``config``; return the exported model's metadata."""
-    dtype = {"float32": torch.float32, "float64": torch.float64}[config["dtype"]]
-    torch.manual_seed(config["seed"]); random.seed(config["seed"]); np.random.seed(config["seed"])
-    grains = config["grains"]
-    configs = read_configs(config["train_file"], config["energy_key"], config["forces_key"],
-                           config["grain_key"], grains)
-    elements = sorted({int(z) for c in configs for z in c.numbers})
-    if config["atomic_energies"] == "isolated":
-        e0 = isolated_atom_energies(config["train_file"], config["energy_key"])
+    energies = config["atomic_energies"]
+    if energies == "isolated":
+        e0 = isolated_atom_energies(config["train_file"], config["energy_key"], config["energy_unit"])
         missing = [z for z in elements if z not in e0]
         if missing:
-            raise ValueError(f"{config['train_file']}: no IsolatedAtom energy for elements {missing}")
+            raise DataError(f"{config['train_file']}: no IsolatedAtom energy for atomic numbers {missing}; "
+                            f"set atomic_energies: fit")
         atomic_energies = [e0[z] for z in elements]
+    elif energies == "fit":
+        atomic_energies = fit_atomic_energies(train_set, elements)
     else:
-        atomic_energies = fit_atomic_energies(configs, elements)
-
-    order = np.random.RandomState(config["seed"]).permutation(len(configs))
-    n_valid = max(1, int(round(config["valid_fraction"] * len(configs))))
-    valid = [configs[i] for i in order[:n_valid]]
-    train_set = [configs[i] for i in order[n_valid:]]
+        from ase.data import atomic_numbers
+        by_number = {atomic_numbers[s]: float(e) for s, e in energies.items()}
+        missing = [z for z in elements if z not in by_number]
+        if missing:
+            raise DataError(f"option 'atomic_energies' lacks atomic numbers {missing}")
+        atomic_energies = [by_number[z] for z in elements]
 
     hp = dict(config["model"])
-    attach_graphs(configs, float(hp.get("grain_cutoff", DEFAULT_HYPERPARAMETERS["grain_cutoff"])))
-    # Data-derived normalisation: neighbour counts and the force scale.
+    attach_graphs(train_set + valid, float(hp.get("grain_cutoff", DEFAULT_HYPERPARAMETERS["grain_cutoff"])))
     n_atoms = sum(len(c.numbers) for c in train_set)
     n_grains = sum(c.n_grains for c in train_set)
     hp.setdefault("avg_intra_neighbors", max(1.0, sum(len(c.graph["intra_src"]) for c in train_set) / n_atoms))
     hp.setdefault("avg_grain_neighbors", max(1.0, sum(len(c.graph["edge_src"]) for c in train_set) / n_grains))
     hp.setdefault("avg_grain_atoms", n_atoms / n_grains)
     hp.setdefault("energy_scale", float(torch.cat([c.forces for c in train_set]).pow(2).mean().sqrt()))
-    model = CGAAModel(elements, atomic_energies, **hp).to(dtype)
-    ema = CGAAModel(elements, atomic_energies, **hp).to(dtype)
-    ema.load_state_dict(model.state_dict())
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=config["patience"])
-    start_epoch, best, log = 0, math.inf, []
+    return dict(train=train_set, valid=valid, elements=elements, atomic_energies=atomic_energies,
+                hyperparameters=hp)
 
-    ckpt = config["checkpoint"]
-    if resume and os.path.exists(ckpt):
+
+def new_model(data: Dict[str, Any], dtype: torch.dtype) -> CGAAModel:
+    return CGAAModel(data["elements"], data["atomic_energies"], **data["hyperparameters"]).to(dtype)
+
+
+def batch_loss(model, configs: Sequence[Config], elements, dtype, config, n_configs: int, n_force_terms: int):
+    """The loss of ``configs`` normalised by the *global* batch (``n_configs`` configurations,
+    ``n_force_terms`` force components), so that the losses of the shards of a batch add up to
+    the loss of the whole batch."""
+    batch = collate(configs, elements, dtype)
+    energy, forces = predict(model, batch, create_graph=True)
+    energy_term = ((energy - batch["energy"]) / batch["n_atoms"]).pow(2).sum() / n_configs
+    forces_term = (forces - batch["forces"]).pow(2).sum() / n_force_terms
+    return config["energy_weight"] * energy_term + config["forces_weight"] * forces_term
+
+
+def shard(batch: Sequence[Config], rank: int, world: int) -> List[Config]:
+    """This process's share of a global batch."""
+    return list(batch[rank::world])
+
+
+def train_step(trained, model, optimizer, batch: Sequence[Config], rank: int, world: int, elements, dtype,
+               config) -> float:
+    """One optimiser step on a global batch, of which this process takes its shard; the loss.
+
+    ``trained`` is ``model`` itself or its DistributedDataParallel wrapper, which averages
+    gradients over processes: the loss is scaled by ``world`` so that they add up instead.
+    """
+    n_force_terms = 3 * sum(len(c.numbers) for c in batch)
+    loss = world * batch_loss(trained, shard(batch, rank, world), elements, dtype, config, len(batch), n_force_terms)
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
+    optimizer.step()
+    return loss.item() / world
+
+
+def write_metrics(path: str, log: List[Dict[str, float]]) -> None:
+    """The whole metrics log as CSV (rewritten each epoch, so it always matches the checkpoint)."""
+    with open(path + ".tmp", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(log[0]))
+        writer.writeheader()
+        writer.writerows(log)
+    os.replace(path + ".tmp", path)
+
+
+def setup_distributed():
+    """(distributed, rank, world size): joins the process group when started by torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False, 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True, dist.get_rank(), dist.get_world_size()
+
+
+def train(config: Dict[str, Any], resume: bool = False) -> Dict[str, Any]:
+    """Run the training described by ``config``; return the exported model's metadata."""
+    distributed, rank, world = setup_distributed()
+    main_process = rank == 0
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
+    dtype = DTYPES[config["dtype"]]
+    torch.manual_seed(config["seed"]); random.seed(config["seed"]); np.random.seed(config["seed"])
+    data = prepare(config)
+    train_set, valid, elements = data["train"], data["valid"], data["elements"]
+    if len(train_set) < world:
+        raise DataError(f"{len(train_set)} training configurations cannot be shared by {world} processes")
+    model, ema = new_model(data, dtype), new_model(data, dtype)
+    ema.load_state_dict(model.state_dict())
+    trained = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config["lr_factor"],
+                                                           patience=config["lr_patience"])
+    run_dir = config["run_dir"]
+    os.makedirs(run_dir, exist_ok=True)
+    ckpt = os.path.join(run_dir, "checkpoint.pt")
+    best_path = os.path.join(run_dir, "best.pt")
+    start_epoch, best, best_epoch, log = 0, math.inf, 0, []
+    if resume:
+        if not os.path.exists(ckpt):
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state["config_sha256"] != config_hash(config):
+            raise ValueError(f"--resume: {ckpt} was written with a different config; "
+                             f"start afresh without --resume or restore that config")
         model.load_state_dict(state["model"]); ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"]); scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best, log = state["epoch"], state["best"], state["log"]
-        torch.set_rng_state(state["torch_rng"])
-        print(f"resumed from {ckpt} at epoch {start_epoch}")
+        start_epoch, best, best_epoch, log = state["epoch"], state["best"], state["best_epoch"], state["log"]
+        if main_process:
+            print(f"resumed from {ckpt} after epoch {start_epoch}", flush=True)
 
-    rng = np.random.RandomState(config["seed"] + start_epoch)
     bs = config["batch_size"]
     for epoch in range(start_epoch, config["epochs"]):
+        if optimizer.param_groups[0]["lr"] < config["min_lr"] or epoch - best_epoch >= config["early_stopping"]:
+            break
         model.train()
-        perm = rng.permutation(len(train_set))
-        t0 = time.time()
-        total = 0.0
-        bar = tqdm(range(0, len(perm), bs), desc=f"epoch {epoch + 1}/{config['epochs']}",
-                   leave=False, disable=None)
+        perm = np.random.RandomState(config["seed"] + epoch).permutation(len(train_set))
+        starts = [s for s in range(0, len(perm), bs) if len(perm[s:s + bs]) >= world]
+        t0, total = time.time(), 0.0
+        bar = tqdm(starts, desc=f"epoch {epoch + 1}/{config['epochs']}", leave=False,
+                   disable=None if main_process else True)
         for start in bar:
-            batch = collate([train_set[i] for i in perm[start:start + bs]], elements, dtype)
-            energy, forces = predict(model, batch, create_graph=True)
-            loss = (config["energy_weight"] * ((energy - batch["energy"]) / batch["n_atoms"]).pow(2).mean()
-                    + config["forces_weight"] * (forces - batch["forces"]).pow(2).mean())
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
-            optimizer.step()
+            batch = [train_set[i] for i in perm[start:start + bs]]
+            total += train_step(trained, model, optimizer, batch, rank, world, elements, dtype, config)
             with torch.no_grad():
                 for pe, pm in zip(ema.parameters(), model.parameters()):
                     pe.mul_(config["ema_decay"]).add_(pm, alpha=1 - config["ema_decay"])
-            total += loss.item()
+        if distributed:
+            summed = torch.tensor([total], dtype=torch.float64)
+            dist.all_reduce(summed)
+            total = float(summed)
         metrics = evaluate(ema, valid, elements, dtype)
         score = metrics["energy_rmse_mev_per_atom"] * 1e-3 * config["energy_weight"] ** 0.5 \
             + metrics["forces_rmse"] * config["forces_weight"] ** 0.5
         scheduler.step(score)
-        row = dict(epoch=epoch + 1, loss=total / max(1, len(bar)), lr=optimizer.param_groups[0]["lr"],
-                   seconds=time.time() - t0, **{f"valid_{k}": v for k, v in metrics.items()})
-        log.append(row)
-        print(json.dumps(row), flush=True)
         if score < best:
-            best = score
-            torch.save(ema.state_dict(), ckpt + ".best")
-        torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(), epoch=epoch + 1, best=best, log=log,
-                        torch_rng=torch.get_rng_state()), ckpt + ".tmp")
-        os.replace(ckpt + ".tmp", ckpt)
+            best, best_epoch = score, epoch + 1
+            if main_process:
+                torch.save(ema.state_dict(), best_path + ".tmp")
+                os.replace(best_path + ".tmp", best_path)
+        log.append(dict(epoch=epoch + 1, loss=total / max(1, len(starts)), lr=optimizer.param_groups[0]["lr"],
+                        seconds=round(time.time() - t0, 2), **{f"valid_{k}": v for k, v in metrics.items()}))
+        if main_process:
+            torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), epoch=epoch + 1, best=best, best_epoch=best_epoch,
+                            log=log, config_sha256=config_hash(config)), ckpt + ".tmp")
+            os.replace(ckpt + ".tmp", ckpt)
+            write_metrics(os.path.join(run_dir, "metrics.csv"), log)
+            print(json.dumps(log[-1]), flush=True)
 
-    ema.load_state_dict(torch.load(ckpt + ".best", map_location="cpu", weights_only=True))
+    if distributed:
+        dist.barrier()
+    metadata = None
+    if main_process:
+        metadata = export(config, data, ema, best_path, log, dtype)
+    if distributed:
+        dist.destroy_process_group()
+    return metadata
+
+
+def export(config, data, ema, best_path, log, dtype) -> Dict[str, Any]:
+    """Write the best EMA weights as a model file with metadata, and the plots."""
+    ema.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
     ema.eval()
+    train_set, valid, elements = data["train"], data["valid"], data["elements"]
+    run_dir = config["run_dir"]
+    grain_kind = {"atom": "atom", "topology": "residue", "bonds": "molecule"}.get(config["grains"],
+                                                                                  config["grain_kind"])
     metadata = dict(
-        grains=config["grain_kind"] if grains == "column" else "atom",
-        grain_formulas=sorted({hill_formula(c.numbers[c.grain == g]) for c in configs for g in range(c.n_grains)}),
-        training=dict(config_sha256=config_hash(config),
-                      train_file=os.path.basename(config["train_file"]), epochs=len(log),
-                      n_train=len(train_set), n_valid=len(valid)),
+        grains=grain_kind,
+        grain_formulas=sorted({hill_formula(c.numbers[c.grain == g]) for c in train_set + valid
+                               for g in range(c.n_grains)}),
+        training=dict(config_sha256=config_hash(config), train_file=os.path.basename(config["train_file"]),
+                      epochs=len(log), n_train=len(train_set), n_valid=len(valid), dtype=config["dtype"]),
         validation_errors=evaluate(ema, valid, elements, dtype),
     )
+    learning_curve_plot(log, os.path.join(run_dir, "learning_curve.png"))
     if config["test_file"]:
-        test = read_configs(config["test_file"], config["energy_key"], config["forces_key"],
-                            config["grain_key"], grains)
+        test = read_data(config, config["test_file"])
         attach_graphs(test, ema.grain_cutoff)
-        metadata["test_errors"] = dict(evaluate(ema, test, elements, dtype),
-                                       file=os.path.basename(config["test_file"]), n_configs=len(test))
+        errors, arrays = evaluate(ema, test, elements, dtype, return_arrays=True)
+        metadata["test_errors"] = dict(errors, file=os.path.basename(config["test_file"]), n_configs=len(test))
+        parity_plot(arrays, errors, os.path.join(run_dir, "parity.png"),
+                    title=f"{os.path.basename(config['output'])} on {os.path.basename(config['test_file'])}")
+    os.makedirs(os.path.dirname(os.path.abspath(config["output"])), exist_ok=True)
     save_model(config["output"], ema, metadata)
-    print(json.dumps({k: v for k, v in metadata.items() if k != "grain_formulas"}, indent=1))
+    print(json.dumps({k: v for k, v in metadata.items() if k != "grain_formulas"}, indent=1), flush=True)
     return metadata
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", help="YAML training config")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     args = parser.parse_args(argv)
     train(load_config(args.config), resume=args.resume)
 

@@ -1,0 +1,239 @@
+"""The training pipeline: config validation, data errors, metrics, units, grains, resume after
+kill -9, DDP gradients, and the evaluate command."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from ase.io import read, write
+
+from cgaa_openmm.modelfile import load_model
+from training.config import OPTIONS, ConfigError, load_config
+from training.data import DataError, read_configs
+from training.metrics import error_metrics
+
+from conftest import data_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_MODEL = dict(channels=8, lmax=1, embed_layers=1, interactions=1, n_radial=4, radial_hidden=16)
+
+
+def write_config(tmp_path, name="config.yaml", **options):
+    config = dict(train_file=data_file("solvent_xtb_train_20.xyz"), model=TINY_MODEL, epochs=3,
+                  batch_size=4, output=str(tmp_path / "model.pt"))
+    config.update(options)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "cgaa_openmm.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, **kwargs)
+
+
+@pytest.mark.parametrize("options, named", [
+    (dict(learning_rate=0.01), "learning_rate"),
+    (dict(grains="residues"), "grains"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(dtype="float16"), "dtype"),
+    (dict(model=dict(TINY_MODEL, chanels=8)), "model.chanels"),
+    (dict(ema_decay=1.5), "ema_decay"),
+    (dict(grains="topology"), "topology_file"),
+])
+def test_config_errors_name_the_bad_key(tmp_path, options, named):
+    with pytest.raises(ConfigError, match=re.escape(repr(named)) + "|" + re.escape(named)):
+        load_config(write_config(tmp_path, **options))
+
+
+def test_cli_reports_config_error_without_traceback(tmp_path):
+    result = run_cli("train", write_config(tmp_path, epoch=3))
+    assert result.returncode != 0
+    assert "unknown option 'epoch'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_option_is_documented_with_its_default():
+    text = open(os.path.join(ROOT, "docs", "training.md")).read()
+    for key, (default, _) in OPTIONS.items():
+        row = re.search(rf"^\| `{key}` \| (.*?) \|", text, re.M)
+        assert row, f"docs/training.md does not document option {key!r}"
+        assert (default is None and row.group(1) == "—") or f"`{default}`" in row.group(1) or \
+            (default == {} and row.group(1) == "`{}`"), f"{key}: default {default!r} not in {row.group(1)!r}"
+
+
+def test_metrics_on_a_hand_checkable_case():
+    # Two configurations of 2 and 4 atoms, energies off by +0.2 and -0.4 eV: per atom
+    # +0.1 and -0.1 eV -> RMSE = MAE = 100 meV/atom. Six force components off by 0, 3, -4
+    # (and zeros): RMSE = sqrt((9 + 16) / 18) eV/Å, MAE = 7 / 18 eV/Å.
+    e_ref = torch.tensor([1.0, 2.0])
+    e_pred = torch.tensor([1.2, 1.6])
+    f_ref = torch.zeros(6, 3)
+    f_pred = f_ref.clone()
+    f_pred[1, 0], f_pred[4, 2] = 3.0, -4.0
+    m = error_metrics(e_pred, e_ref, torch.tensor([2.0, 4.0]), f_pred, f_ref)
+    assert m["energy_rmse_mev_per_atom"] == pytest.approx(100.0)
+    assert m["energy_mae_mev_per_atom"] == pytest.approx(100.0)
+    assert m["forces_rmse"] == pytest.approx(np.sqrt(25 / 18))
+    assert m["forces_mae"] == pytest.approx(7 / 18)
+
+
+@pytest.fixture(scope="module")
+def small_frames():
+    frames = [a for a in read(data_file("solvent_xtb_train_20.xyz"), index=":")
+              if a.info.get("config_type") != "IsolatedAtom"]
+    return frames[:3]
+
+
+def test_missing_forces_unknown_element_and_bad_grain_column(tmp_path, small_frames):
+    frames = [a.copy() for a in small_frames]
+    path = str(tmp_path / "no_forces.xyz")
+    write(path, frames)
+    with pytest.raises(DataError, match="no per-atom forces 'forces'"):
+        read_configs(path, forces_key="forces")
+    with pytest.raises(DataError, match="no energy 'energy'"):
+        read_configs(path, energy_key="energy")
+    with pytest.raises(DataError, match="no grain column 'resid'"):
+        read_configs(path, grain_key="resid")
+
+    # One grain id for two molecules far apart: not a molecule.
+    bad = frames[0].copy()
+    molid = bad.arrays["molID"].copy()
+    bad.positions[molid == molid.max()] += 30.0
+    bad.arrays["molID"][:] = molid.min()
+    path = str(tmp_path / "bad_grains.xyz")
+    write(path, [bad])
+    with pytest.raises(DataError, match=r"grain column 'molID' puts atoms .* not a molecule"):
+        read_configs(path, grain_span=5.0)
+
+    text = open(data_file("solvent_xtb_train_20.xyz")).read().split("\n")
+    n = int(text[0])
+    lines = text[:2] + ["Xq" + text[2][1:]] + text[3:n + 2]
+    path = str(tmp_path / "unknown_element.xyz")
+    open(path, "w").write("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"unknown_element.xyz: cannot be read.*Xq"):
+        read_configs(path)
+
+
+def test_units_are_converted_to_ev_and_angstrom(tmp_path, small_frames):
+    from ase import units
+    frames = [a.copy() for a in small_frames]
+    kcal = units.kcal / units.mol
+    for a in frames:
+        a.info["energy_xtb"] /= kcal
+        a.arrays["forces_xtb"] = a.arrays["forces_xtb"] / kcal * 10.0   # kcal/mol/nm
+        a.positions /= 10.0                                            # nm
+    path = str(tmp_path / "kcal_nm.xyz")
+    write(path, frames)
+    converted = read_configs(path, energy_unit="kcal/mol", length_unit="nm")
+    reference = read_configs(data_file("solvent_xtb_train_20.xyz"))[:3]
+    for c, r in zip(converted, reference):
+        assert c.energy == pytest.approx(r.energy, rel=1e-12)
+        torch.testing.assert_close(c.positions, r.positions)
+        torch.testing.assert_close(c.forces, r.forces)
+
+
+def test_grains_from_bonds_and_from_a_topology_match_the_molecule_column(tmp_path, small_frames):
+    from cgaa_openmm.grains import topology_from_atoms
+    from openmm import app
+    path = data_file("solvent_xtb_train_20.xyz")
+    by_column = read_configs(path)
+    by_bonds = read_configs(path, grains="bonds")
+    for a, b in zip(by_column, by_bonds):
+        assert torch.equal(a.grain, b.grain)
+    frame = small_frames[0]
+    pdb = str(tmp_path / "frame.pdb")
+    with open(pdb, "w") as f:
+        app.PDBFile.writeFile(topology_from_atoms(frame), frame.positions * 0.1, f)
+    xyz = str(tmp_path / "frame.xyz")
+    write(xyz, [frame])
+    by_topology = read_configs(xyz, grains="topology", topology_file=pdb)
+    assert torch.equal(by_topology[0].grain, by_column[0].grain)
+    write(xyz, [small_frames[1]])
+    with pytest.raises(DataError, match="atoms do not match"):
+        read_configs(xyz, grains="topology", topology_file=pdb)
+
+
+def final_validation(run_dir):
+    rows = open(os.path.join(run_dir, "metrics.csv")).read().strip().split("\n")
+    header, last = rows[0].split(","), rows[-1].split(",")
+    return dict(zip(header, map(float, last))), len(rows) - 1
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
+    epochs = 6
+    straight = write_config(tmp_path, "straight.yaml", epochs=epochs, output=str(tmp_path / "a.pt"))
+    assert run_cli("train", straight).returncode == 0
+    reference, n_ref = final_validation(str(tmp_path / "a_run"))
+
+    killed = write_config(tmp_path, "killed.yaml", epochs=epochs, output=str(tmp_path / "b.pt"))
+    process = subprocess.Popen([sys.executable, "-m", "cgaa_openmm.cli", "train", killed], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:                       # wait for the end of epoch 2, then kill mid-epoch 3
+        if json.loads(line).get("epoch", 0) == 2 if line.startswith("{") else False:
+            time.sleep(0.1)
+            break
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(tmp_path / "b.pt"), "the run finished before it was killed"
+    state = torch.load(tmp_path / "b_run" / "checkpoint.pt", weights_only=False)
+    assert 2 <= state["epoch"] < epochs
+
+    resumed = run_cli("train", killed, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from" in resumed.stdout
+    result, n_rows = final_validation(str(tmp_path / "b_run"))
+    assert n_rows == n_ref == epochs
+    for key in ("valid_forces_rmse", "valid_energy_rmse_mev_per_atom"):
+        assert result[key] == pytest.approx(reference[key], rel=1e-4)
+    _, metadata = load_model(str(tmp_path / "b.pt"))
+    assert metadata["training"]["epochs"] == epochs
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    path = write_config(tmp_path, epochs=1)
+    assert run_cli("train", path).returncode == 0
+    path = write_config(tmp_path, epochs=1, lr=0.001)
+    result = run_cli("train", path, "--resume")
+    assert result.returncode != 0 and "different config" in result.stderr
+
+
+def test_ddp_two_processes_give_the_same_first_step_gradients(tmp_path):
+    path = write_config(tmp_path, batch_size=5, model=dict(TINY_MODEL, channels=4), dtype="float64")
+    helper = os.path.join(ROOT, "tests", "ddp_first_step.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    single = subprocess.run([sys.executable, helper, path, str(tmp_path / "one.pt")], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-2000:]
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29533", helper, path, str(tmp_path / "two.pt")],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    assert double.returncode == 0, double.stderr[-3000:]
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert one.keys() == two.keys()
+    assert sum(float(g.abs().sum()) for g in one.values()) > 0
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_evaluate_command_reproduces_training_test_errors_and_plots(tmp_path):
+    path = write_config(tmp_path, epochs=1, test_file=data_file("solvent_xtb_train_20.xyz"))
+    assert run_cli("train", path).returncode == 0
+    _, metadata = load_model(str(tmp_path / "model.pt"))
+    out, plot = tmp_path / "metrics.json", tmp_path / "parity.png"
+    result = run_cli("evaluate", str(tmp_path / "model.pt"), data_file("solvent_xtb_train_20.xyz"),
+                     "--plot", str(plot), "--output", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    errors = json.loads(out.read_text())
+    for key in ("forces_rmse", "forces_mae", "energy_rmse_mev_per_atom"):
+        assert errors[key] == pytest.approx(metadata["test_errors"][key], rel=1e-5)
+    assert plot.stat().st_size > 10000
+    assert (tmp_path / "model_run" / "learning_curve.png").exists()
+    missing = run_cli("evaluate", str(tmp_path / "model.pt"), str(tmp_path / "nothing.xyz"))
+    assert missing.returncode != 0 and "data file not found" in missing.stderr

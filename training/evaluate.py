@@ -1,0 +1,97 @@
+"""Errors of a model on labelled data, and ``cgaa-openmm evaluate MODEL DATA``.
+
+Writes the metrics as JSON and a force/energy parity plot as PNG. Units: eV,
+meV/atom, eV/Å.
+"""
+import argparse
+import json
+import os
+from typing import Dict, Sequence
+
+import numpy as np
+import torch
+
+from training.data import Config, DataError, attach_graphs, collate, predict, read_configs
+from training.metrics import error_metrics
+
+
+def evaluate(model, configs: Sequence[Config], elements, dtype, batch_size: int = 20,
+             return_arrays: bool = False):
+    """Energy and force errors of ``model`` on ``configs`` (graphs attached); with
+    ``return_arrays`` also the predicted and reference values for parity plots."""
+    e_pred, e_ref, f_pred, f_ref, n = [], [], [], [], []
+    for start in range(0, len(configs), batch_size):
+        batch = collate(configs[start:start + batch_size], elements, dtype)
+        energy, forces = predict(model, batch)
+        e_pred.append(energy.detach()); e_ref.append(batch["energy"]); n.append(batch["n_atoms"])
+        f_pred.append(forces.detach()); f_ref.append(batch["forces"])
+    e_pred, e_ref, n, f_pred, f_ref = (torch.cat(x) for x in (e_pred, e_ref, n, f_pred, f_ref))
+    errors = error_metrics(e_pred, e_ref, n, f_pred, f_ref)
+    if not return_arrays:
+        return errors
+    arrays = dict(energy_pred=(e_pred / n).numpy(), energy_ref=(e_ref / n).numpy(),
+                  forces_pred=f_pred.numpy().ravel(), forces_ref=f_ref.numpy().ravel())
+    return errors, arrays
+
+
+def evaluate_file(model_path: str, data_path: str, grains: str = None, grain_key: str = "molID",
+                  energy_key: str = "energy_xtb", forces_key: str = "forces_xtb", energy_unit: str = "eV",
+                  length_unit: str = "angstrom", topology_file: str = None, plot: str = None,
+                  batch_size: int = 20) -> Dict[str, float]:
+    """Metrics of a model file on an extended XYZ file; grains default to the model's kind
+    (``atom`` for an all-atom model, else the ``grain_key`` column)."""
+    from cgaa_openmm.modelfile import load_model
+    from training.plots import parity_plot
+    model, metadata = load_model(model_path)
+    grains = grains or ("atom" if metadata.get("grains") == "atom" else "column")
+    configs = read_configs(data_path, energy_key, forces_key, grain_key, grains, energy_unit, length_unit,
+                           topology_file, grain_span=float(model.hyperparameters["intra_cutoff"]))
+    unknown = sorted({int(z) for c in configs for z in c.numbers} - set(model.elements))
+    if unknown:
+        raise DataError(f"{data_path}: elements with atomic numbers {unknown} are not in the model "
+                        f"(it knows {model.elements})")
+    attach_graphs(configs, model.grain_cutoff)
+    errors, arrays = evaluate(model, configs, model.elements, model.atomic_energies.dtype, batch_size,
+                              return_arrays=True)
+    errors = dict(errors, n_configs=len(configs), n_atoms=int(sum(len(c.numbers) for c in configs)),
+                  model=os.path.basename(model_path), data=os.path.basename(data_path))
+    if plot:
+        parity_plot(arrays, errors, plot, title=f"{errors['model']} on {errors['data']}")
+    return errors
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="cgaa-openmm evaluate", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model file or shipped model name")
+    parser.add_argument("data", help="extended XYZ with reference energies and forces")
+    parser.add_argument("--grains", choices=["column", "topology", "bonds", "atom"],
+                        help="default: atom for an all-atom model, else column")
+    parser.add_argument("--grain-key", default="molID")
+    parser.add_argument("--topology", help="PDB whose residues are the grains (--grains topology)")
+    parser.add_argument("--energy-key", default="energy_xtb")
+    parser.add_argument("--forces-key", default="forces_xtb")
+    parser.add_argument("--energy-unit", default="eV", choices=["eV", "kcal/mol", "kJ/mol", "Hartree"])
+    parser.add_argument("--length-unit", default="angstrom", choices=["angstrom", "nm", "bohr"])
+    parser.add_argument("--plot", help="parity plot to write (PNG)")
+    parser.add_argument("--output", help="metrics to write (JSON)")
+
+
+def run(args) -> None:
+    from cgaa_openmm.potential import resolve_model_path
+    errors = evaluate_file(resolve_model_path(args.model), args.data, args.grains, args.grain_key,
+                           args.energy_key, args.forces_key, args.energy_unit, args.length_unit,
+                           args.topology, args.plot)
+    text = json.dumps(errors, indent=1)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
