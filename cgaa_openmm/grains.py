@@ -18,7 +18,8 @@ GrainSpec = Union[str, Sequence[Sequence[int]]]
 def hill_formula(numbers: Sequence[int]) -> str:
     """Hill-order chemical formula of a group of atomic numbers, e.g. ``C3H4O3``."""
     counts = Counter(app.Element.getByAtomicNumber(int(z)).symbol for z in numbers)
-    order = (["C", "H"] if "C" in counts else []) + sorted(s for s in counts if not ("C" in counts and s in "CH"))
+    first = [s for s in ("C", "H") if s in counts] if "C" in counts else []
+    order = first + sorted(s for s in counts if s not in first)
     return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
 
 

@@ -205,3 +205,10 @@ def test_mdtraj_and_parmed_topologies(potential, box):
         module = potential.createModule(topology, periodic=periodic)
         assert module.n_grains == 60
         assert module(positions, cell).item() == pytest.approx(reference, rel=1e-6)
+
+
+def test_hill_formula():
+    from cgaa_openmm.grains import hill_formula
+    assert hill_formula([6, 8, 8, 8]) == "CO3"
+    assert hill_formula([8, 6, 1, 6, 1, 1, 1, 8, 6, 8]) == "C3H4O3"
+    assert hill_formula([8, 1, 1]) == "H2O"
