@@ -2,7 +2,8 @@
 
 Loading uses ``torch.load(weights_only=True)``, so a model file can hold only
 tensors and plain Python values and never runs code. Metadata (a dict of plain
-values) records at least: ``elements`` (atomic numbers), ``grain_cutoff`` (Å),
+values) records at least: ``elements`` (atomic numbers), ``grain_cutoff`` and
+``intra_cutoff`` (Å),
 ``grains`` (how grains were made: "molecule", "residue", "atom", ...),
 ``grain_formulas`` (Hill formulas of the grains seen in training), ``units``
 and the package ``version``; training adds its config hash and errors.
@@ -26,6 +27,7 @@ def save_model(path: str, model: CGAAModel, metadata: Dict[str, Any]) -> None:
     """Write ``model`` (weights in its current dtype) and ``metadata`` to ``path``."""
     from . import __version__
     metadata = dict(metadata, elements=list(model.elements), grain_cutoff=model.grain_cutoff,
+                    intra_cutoff=float(model.hyperparameters["intra_cutoff"]),
                     units={"length": "angstrom", "energy": "eV", "forces": "eV/angstrom"},
                     version=__version__)
     archive = dict(format=FORMAT, format_version=FORMAT_VERSION, metadata=metadata,

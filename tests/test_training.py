@@ -201,7 +201,7 @@ def test_resume_refuses_a_changed_config(tmp_path):
     assert run_cli("train", path).returncode == 0
     path = write_config(tmp_path, epochs=1, lr=0.001)
     result = run_cli("train", path, "--resume")
-    assert result.returncode != 0 and "different config" in result.stderr
+    assert result.returncode != 0 and "different config" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_ddp_two_processes_give_the_same_first_step_gradients(tmp_path):
@@ -226,6 +226,10 @@ def test_evaluate_command_reproduces_training_test_errors_and_plots(tmp_path):
     path = write_config(tmp_path, epochs=1, test_file=data_file("solvent_xtb_train_20.xyz"))
     assert run_cli("train", path).returncode == 0
     _, metadata = load_model(str(tmp_path / "model.pt"))
+    for key in ("elements", "grain_cutoff", "intra_cutoff", "grains", "grain_formulas", "units", "version",
+                "validation_errors", "test_errors"):
+        assert key in metadata, key
+    assert len(metadata["training"]["config_sha256"]) == 64 and metadata["grains"] == "molecule"
     out, plot = tmp_path / "metrics.json", tmp_path / "parity.png"
     result = run_cli("evaluate", str(tmp_path / "model.pt"), data_file("solvent_xtb_train_20.xyz"),
                      "--plot", str(plot), "--output", str(out))

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from cgaa_openmm.grains import hill_formula
 from cgaa_openmm.model import DEFAULT_HYPERPARAMETERS, CGAAModel
 from cgaa_openmm.modelfile import save_model
-from training.config import config_hash, load_config
+from training.config import ConfigError, config_hash, load_config
 from training.data import (Config, DataError, attach_graphs, collate, fit_atomic_energies,
                            isolated_atom_energies, predict, read_configs)
 from training.evaluate import evaluate
@@ -174,7 +174,7 @@ def train(config: Dict[str, Any], resume: bool = False) -> Dict[str, Any]:
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state["config_sha256"] != config_hash(config):
-            raise ValueError(f"--resume: {ckpt} was written with a different config; "
+            raise ConfigError(f"--resume: {ckpt} was written with a different config; "
                              f"start afresh without --resume or restore that config")
         model.load_state_dict(state["model"]); ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"]); scheduler.load_state_dict(state["scheduler"])
