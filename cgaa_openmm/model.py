@@ -68,6 +68,7 @@ class CGAAModel(torch.nn.Module):
         self.energy_scale = float(hp["energy_scale"])
         self.channels = int(hp["channels"])
         self.lmax = int(hp["lmax"])
+        self.intra_cutoff = float(hp["intra_cutoff"])
 
         if atomic_energies is None:
             atomic_energies = [0.0] * len(self.elements)
@@ -110,7 +111,8 @@ class CGAAModel(torch.nn.Module):
             species: (N,) index into ``elements``.
             grain: (N,) grain index of every atom, in [0, n_grains).
             unwrap_shift: (N, 3) Å, constant shifts that make every grain whole.
-            intra_src, intra_dst: ordered pairs of distinct atoms in the same grain.
+            intra_src, intra_dst: ordered pairs of distinct atoms in the same grain (those
+                farther apart than ``intra_cutoff`` are skipped).
             edge_src, edge_dst, edge_shift: grain pairs within ``grain_cutoff``; the
                 vector from grain dst to grain src is R_src + shift - R_dst.
         """
@@ -125,6 +127,11 @@ class CGAAModel(torch.nn.Module):
         centre_sh = self.solid_harmonics(relative / self.centre_scale)
         x = self.centre_embedding(x, atoms, atoms, centre_sh, self.centre_basis(centre_distance))
         if len(self.intra_layers) > 0:
+            # Pairs at or beyond intra_cutoff carry exactly zero messages (the radial basis and the
+            # bias-free radial MLP vanish there): skipping them is exact and saves their cost.
+            with torch.no_grad():
+                near = torch.linalg.norm(r[intra_src] - r[intra_dst], dim=1) < self.intra_cutoff
+            intra_src, intra_dst = intra_src[near], intra_dst[near]
             vectors = r[intra_src] - r[intra_dst]
             lengths = torch.linalg.norm(vectors, dim=1)
             intra_sh = self.spherical_harmonics(vectors)
