@@ -5,7 +5,7 @@ positions and box vectors in nm and wants energies in kJ/mol; the model works
 in Å and eV.
 """
 import os
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 import openmm
@@ -13,6 +13,7 @@ import torch
 from openmm import app, unit
 
 from .grains import GrainSpec, as_openmm_topology, bond_centres, grain_groups, grain_index, hill_formula
+from .mixed import mixed_system, region_atoms
 from .model import CGAAModel
 from .modelfile import load_model, save_model
 from .neighbors import check_box
@@ -68,13 +69,18 @@ class CGAAPotential:
         """Radius of the grain-centre graph."""
         return self.model.grain_cutoff * unit.angstrom
 
-    def _grains(self, topology: app.Topology, grains: GrainSpec, allowUnknownGrains: bool):
-        """Per-atom species and grain indices and per-grain anchors, checked against the model."""
+    def _grains(self, topology: app.Topology, grains: GrainSpec, allowUnknownGrains: bool,
+                atoms: Optional[Iterable[int]] = None):
+        """Species, grain index and per-grain anchors of the selected atoms, checked against the model.
+
+        Also returns the selected atoms (sorted topology indices), which the other three index.
+        """
+        selected = _selection(topology, atoms)
         known = {z: i for i, z in enumerate(self.model.elements)}
         known_names = ", ".join(app.Element.getByAtomicNumber(z).symbol for z in self.model.elements)
-        atoms = list(topology.atoms())
+        atom_list = list(topology.atoms())
         species = []
-        for atom in atoms:
+        for atom in (atom_list[i] for i in selected):
             where = f"atom {atom.index} ({atom.name}) of residue {atom.residue.name} {atom.residue.id}"
             if atom.element is None:
                 raise TopologyMismatchError(f"{where} has no element")
@@ -82,28 +88,37 @@ class CGAAPotential:
                 raise TopologyMismatchError(f"{where} is {atom.element.symbol}, an element this model does not "
                                             f"know (it knows {known_names})")
             species.append(known[atom.element.atomic_number])
-        groups = grain_groups(topology, grains)
+        groups = _selected_groups(topology, grains, selected)
         formulas = set(self.metadata.get("grain_formulas", []))
         if formulas and not allowUnknownGrains:
             for group in groups:
-                formula = hill_formula([atoms[i].element.atomic_number for i in group])
+                formula = hill_formula([atom_list[i].element.atomic_number for i in group])
                 if formula not in formulas:
-                    first = atoms[group[0]].residue
+                    first = atom_list[group[0]].residue
                     raise TopologyMismatchError(
                         f"grain of {len(group)} atoms starting in residue {first.name} {first.id} has formula "
                         f"{formula}, which is not a grain this model was trained on (grains: "
                         f"{self.metadata.get('grains', '?')}; known formulas: {sorted(formulas)}). Choose other "
                         f"grains, or pass allowUnknownGrains=True to extrapolate.")
+        local = np.full(topology.getNumAtoms(), -1, dtype=np.int64)
+        local[selected] = np.arange(len(selected))
         return (torch.tensor(species, dtype=torch.long),
-                torch.tensor(grain_index(groups, len(atoms)), dtype=torch.long),
-                torch.tensor(bond_centres(topology, groups), dtype=torch.long))
+                torch.tensor(grain_index([local[g] for g in groups], len(selected)), dtype=torch.long),
+                torch.tensor(local[bond_centres(topology, groups)], dtype=torch.long),
+                torch.tensor(selected, dtype=torch.long))
 
     def createModule(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
-                     allowUnknownGrains: bool = False) -> CGAAForceModule:
+                     allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None) -> CGAAForceModule:
         """The eager ``torch.nn.Module``: positions (nm) [, box (nm)] -> energy (kJ/mol).
 
         ``periodic`` defaults to whether the topology has periodic box vectors
         (an ``mdtraj.Topology`` never has: pass ``periodic=True`` for a periodic one).
+        ``atoms`` (topology indices) restricts the model to those atoms, the ML
+        region of a mixed system: the module still takes the positions of all
+        atoms, returns the energy of the region alone, and leaves every other atom
+        without force. Its grains are the topology's restricted to ``atoms``; a
+        grain only partly in ``atoms`` raises ``ValueError``. Explicit ``grains``
+        groups use topology indices and must cover ``atoms``.
         """
         topology = as_openmm_topology(topology)
         box = topology.getPeriodicBoxVectors()
@@ -112,15 +127,19 @@ class CGAAPotential:
         if periodic and box is not None:
             cell = torch.tensor(np.array(box.value_in_unit(unit.angstrom)), dtype=torch.float64)
             check_box(cell, self.model.grain_cutoff)
-        species, grain, anchor = self._grains(topology, grains, allowUnknownGrains)
-        return CGAAForceModule(self.model, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, anchor)
+        species, grain, anchor, selected = self._grains(topology, grains, allowUnknownGrains, atoms)
+        return CGAAForceModule(self.model, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, anchor,
+                               None if atoms is None else selected)
 
     def createForce(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
-                    allowUnknownGrains: bool = False):
-        """An ``openmmtorch.TorchForce`` holding the TorchScript-compiled model for ``topology``."""
+                    allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None):
+        """An ``openmmtorch.TorchForce`` holding the TorchScript-compiled model for ``topology``.
+
+        With ``atoms``, the force models those atoms only (see :meth:`createModule`).
+        """
         import openmmtorch
         from e3nn.util.jit import script
-        module = self.createModule(topology, grains, periodic, allowUnknownGrains)
+        module = self.createModule(topology, grains, periodic, allowUnknownGrains, atoms)
         force = openmmtorch.TorchForce(script(module))
         force.setUsesPeriodicBoundaryConditions(module.periodic)
         force.setOutputsForces(False)
@@ -147,6 +166,71 @@ class CGAAPotential:
         if removeCMMotion:
             system.addForce(openmm.CMMotionRemover())
         return system
+
+    def createMixedSystem(self, topology, system: openmm.System, residues=None, atoms=None,
+                          grains: GrainSpec = "residue", interpolate: bool = False, removeConstraints: bool = True,
+                          allowUnknownGrains: bool = False) -> openmm.System:
+        """A copy of the classical ``system`` of ``topology`` in which CGAA models one region.
+
+        The region is ``residues`` (indices or ``Residue`` objects) or ``atoms``
+        (indices). Classical terms among region atoms are removed: bonded terms
+        whose atoms are all in it, nonbonded pairs of two region atoms, and (with
+        ``removeConstraints``) constraints between them; region-environment
+        interactions stay classical. The region's grains are joined by zero-energy
+        bonds so that a ``MonteCarloBarostat`` keeps them whole. With
+        ``interpolate``, the global parameter ``lambda_interpolate`` (default 1)
+        gives E = E_rest + λ E_CGAA + (1 - λ) E_MM,region: λ = 0 is the original
+        system, λ = 1 the mixed one. See :mod:`cgaa_openmm.mixed` for which forces
+        are split.
+        """
+        topology = as_openmm_topology(topology)
+        if system.getNumParticles() != topology.getNumAtoms():
+            raise ValueError(f"the system has {system.getNumParticles()} particles but the topology "
+                             f"{topology.getNumAtoms()} atoms")
+        region = region_atoms(topology, residues, atoms)
+        force = self.createForce(topology, grains, system.usesPeriodicBoundaryConditions(), allowUnknownGrains,
+                                 region)
+        bonds = _grain_bonds(_selected_groups(topology, grains, region))
+        return mixed_system(system, region, force, bonds, interpolate, removeConstraints)
+
+
+def _selection(topology: app.Topology, atoms: Optional[Iterable[int]]) -> List[int]:
+    """Sorted distinct topology indices of ``atoms``, or of every atom when ``atoms`` is None."""
+    n_atoms = topology.getNumAtoms()
+    if atoms is None:
+        return list(range(n_atoms))
+    selected = sorted({int(i) for i in atoms})
+    if not selected:
+        raise ValueError("atoms selects no atom")
+    if selected[0] < 0 or selected[-1] >= n_atoms:
+        raise ValueError(f"atoms must be indices of the topology's {n_atoms} atoms, not {selected[0]}..{selected[-1]}")
+    return selected
+
+
+def _selected_groups(topology: app.Topology, grains: GrainSpec, selected: List[int]) -> List[List[int]]:
+    """The grains (topology indices) made of the ``selected`` atoms; a grain only partly selected raises."""
+    n_atoms = topology.getNumAtoms()
+    if not isinstance(grains, str) and len(selected) < n_atoms:
+        covered = {int(i) for group in grains for i in group}
+        missing = sorted(set(selected) - covered)
+        if missing:
+            raise ValueError(f"atoms {missing[:10]} are selected but in none of the given grains")
+        grains = [list(group) for group in grains] + [[i] for i in range(n_atoms) if i not in covered]
+    inside = np.zeros(n_atoms, dtype=bool)
+    inside[selected] = True
+    atom_list = list(topology.atoms())
+    groups = []
+    for group in grain_groups(topology, grains):
+        if inside[group].all():
+            groups.append(group)
+        elif inside[group].any():
+            residues = ", ".join(dict.fromkeys(f"{atom_list[i].residue.name} {atom_list[i].residue.id}"
+                                               for i in group))
+            raise ValueError(
+                f"residue {residues} is only partly selected: atoms {[i for i in group if inside[i]][:10]} are in "
+                f"the ML region but {[i for i in group if not inside[i]][:10]} are not. Every grain "
+                f"({grains if isinstance(grains, str) else 'as given'}) must be wholly ML or wholly MM.")
+    return groups
 
 
 def _grain_bonds(groups: List[List[int]]) -> openmm.HarmonicBondForce:

@@ -1,7 +1,8 @@
 """The model bound to one topology: the TorchScript module inside the TorchForce.
 
 ``CGAAForceModule`` is a plain ``torch.nn.Module`` taking positions (and box
-vectors) and returning the total energy, so it can be wrapped by
+vectors) and returning the total energy (of all atoms, or of a selected subset:
+the ML region of a mixed ML/MM system), so it can be wrapped by
 ``openmmtorch.TorchForce`` (after ``torch.jit.script``), ``PythonTorchForce``
 or ``openmm.PythonForce`` unchanged. Inputs are multiplied by
 ``length_scale`` to get Å and the energy in eV by ``energy_scale``: for OpenMM,
@@ -29,10 +30,15 @@ class CGAAForceModule(torch.nn.Module):
         anchor: (n_grains,) atom of every grain that periodic unwrapping measures from;
             a central one (:func:`~cgaa_openmm.grains.central_atoms`) allows grains up
             to a box width across. Default: each grain's first atom.
+        atoms: (n,) indices of the atoms this module models, for a ``forward`` that
+            receives the positions of every atom of a larger system (the others get zero
+            force); ``species``, ``grain`` and ``anchor`` then index these n atoms.
+            Default: all atoms.
     """
 
     def __init__(self, model: CGAAModel, species: torch.Tensor, grain: torch.Tensor, periodic: bool,
-                 length_scale: float = 1.0, energy_scale: float = 1.0, anchor: Optional[torch.Tensor] = None):
+                 length_scale: float = 1.0, energy_scale: float = 1.0, anchor: Optional[torch.Tensor] = None,
+                 atoms: Optional[torch.Tensor] = None):
         super().__init__()
         self.model = model
         self.n_grains = int(grain.max()) + 1
@@ -40,6 +46,12 @@ class CGAAForceModule(torch.nn.Module):
         self.length_scale = float(length_scale)
         self.energy_scale = float(energy_scale)
         self.cutoff = float(model.grain_cutoff)
+        self.select = atoms is not None
+        if atoms is None:
+            atoms = torch.arange(grain.shape[0])
+        if atoms.shape != grain.shape:
+            raise ValueError("atoms must give one index per atom of species and grain")
+        self.register_buffer("atoms", atoms.long())
         self.register_buffer("species", species.long())
         self.register_buffer("grain", grain.long())
         if anchor is None:
@@ -53,10 +65,12 @@ class CGAAForceModule(torch.nn.Module):
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Total energy (``energy_scale`` units) of positions (N, 3) and box (3, 3, rows a, b, c)."""
+        if self.select:
+            positions = positions.index_select(0, self.atoms)
         r = positions.to(self.model.atomic_energies.dtype) * self.length_scale
         if bool(torch.isnan(r).any()):
             raise ValueError("CGAA: a coordinate is NaN (atom "
-                             + str(int(torch.isnan(r).any(1).nonzero()[0, 0])) + ")")
+                             + str(int(self.atoms[torch.isnan(r).any(1).nonzero()[0, 0]])) + ")")
         if self.periodic:
             if boxvectors is None:
                 raise ValueError("CGAA: this periodic model needs box vectors")
