@@ -18,6 +18,7 @@ setup(
         "openmm==8.4.0.post2",
         "openmmtorch==1.5",
         "e3nn==0.6.0",       # irreps, spherical harmonics, tensor products
+        "openmmml==1.4",     # MLPotential("cgaa"): the last openmm-ml release that allows OpenMM 8.4
         "mdtraj",            # molecules from bonds, trajectory analysis
         "parmed",            # AMBER/GROMACS/CHARMM topologies
         "ase",               # extended XYZ reading for training data
@@ -27,6 +28,13 @@ setup(
         "tqdm",              # progress bars
         "matplotlib",        # parity and learning-curve plots
     ],
-    extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": ["cgaa-openmm=cgaa_openmm.cli:main"]},
+    extras_require={
+        "test": ["pytest", "mkdocs==1.6.1"],   # mkdocs: the docs site, built --strict by the tests
+        # CUDA platform plugins of OpenMM and openmm-torch for PyPI's torch (CUDA 12.8): docs/gpu.md
+        "cuda12": ["openmm[cuda12]==8.4.0.post2", "openmmtorch[cuda12]==1.5"],
+    },
+    entry_points={
+        "console_scripts": ["cgaa-openmm=cgaa_openmm.cli:main"],
+        "openmmml.potentials": ["cgaa = cgaa_openmm.openmmml_plugin:CGAAPotentialImplFactory"],
+    },
 )

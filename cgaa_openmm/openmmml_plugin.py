@@ -1,0 +1,59 @@
+"""openmm-ml plugin: ``openmmml.MLPotential("cgaa", modelPath=...)``.
+
+Registered through the ``openmmml.potentials`` entry point in ``setup.py``, so
+openmm-ml's own ``createSystem`` and ``createMixedSystem`` build CGAA systems::
+
+    from openmmml import MLPotential
+    potential = MLPotential("cgaa", modelPath="carbonates-xtb")   # or a model file path
+    system = potential.createSystem(pdb.topology)
+    mixed = potential.createMixedSystem(pdb.topology, mm_system, ml_atoms)
+
+Units are OpenMM's (nm, kJ/mol), as for :class:`~cgaa_openmm.CGAAPotential`.
+Besides the CGAA ``TorchForce``, the ML atoms get zero-energy bonds inside each
+grain: createMixedSystem removes the force field's bonds between ML atoms, and
+without them a ``MonteCarloBarostat`` would scale the atoms of a grain apart.
+"""
+from typing import Iterable, Optional
+
+import openmm
+from openmm import app
+from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
+
+from .grains import GrainSpec
+from .potential import CGAAPotential, _grain_bonds, _selected_groups, _selection
+
+
+class CGAAPotentialImplFactory(MLPotentialImplFactory):
+    """Makes :class:`CGAAPotentialImpl` for ``MLPotential("cgaa", ...)``."""
+
+    def createImpl(self, name: str, modelPath: str, grains: GrainSpec = "residue",
+                   allowUnknownGrains: bool = False) -> MLPotentialImpl:
+        """``modelPath``: a model file or a shipped model name (``"carbonates-xtb"``);
+        ``grains`` and ``allowUnknownGrains`` as in :meth:`CGAAPotential.createForce`."""
+        return CGAAPotentialImpl(CGAAPotential.load(modelPath), grains, allowUnknownGrains)
+
+
+class CGAAPotentialImpl(MLPotentialImpl):
+    """Adds the CGAA force (and grain bonds) of a loaded :class:`CGAAPotential`."""
+
+    def __init__(self, potential: CGAAPotential, grains: GrainSpec, allowUnknownGrains: bool):
+        self.potential = potential
+        self.grains = grains
+        self.allowUnknownGrains = allowUnknownGrains
+
+    def addForces(self, topology: app.Topology, system: openmm.System, atoms: Optional[Iterable[int]],
+                  forceGroup: int, grains: Optional[GrainSpec] = None) -> None:
+        """Add the CGAA energy of ``atoms`` (all atoms when None) to ``system``, in ``forceGroup``.
+
+        ``grains`` (a ``createSystem``/``createMixedSystem`` keyword) overrides
+        the grains given to ``MLPotential``. The force is periodic when the
+        topology has a box or the system is periodic.
+        """
+        grains = self.grains if grains is None else grains
+        periodic = topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions()
+        force = self.potential.createForce(topology, grains, periodic, self.allowUnknownGrains, atoms)
+        selected = _selection(topology, atoms)
+        bonds = _grain_bonds(_selected_groups(topology, grains, selected))
+        for added in (force, bonds):
+            added.setForceGroup(forceGroup)
+            system.addForce(added)
