@@ -10,6 +10,8 @@ import torch
 from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 
+from .neighbors import neighbor_pairs
+
 
 class BesselBasis(torch.nn.Module):
     """sin(n pi r / r_max) / r times a polynomial envelope (p = 6) that goes to 0 at r_max.
@@ -102,3 +104,35 @@ class Interaction(torch.nn.Module):
         if self.residual:
             y = y + x
         return y
+
+
+class ContactRepulsion(torch.nn.Module):
+    """A short-range wall between atoms of different grains, zero wherever there is data.
+
+    E = strength * sum_pairs (r0 / r - 1)^3 for r < r0, with r0 per pair of elements
+    (Å; 0 switches a pair off). Energy and its first two derivatives vanish at r0,
+    and the radii are set below the closest contacts of the training data (by
+    ``training``), so the term changes nothing the model was fitted on; it keeps
+    molecules from passing through each other where a network trained without
+    close contacts would let them.
+    """
+
+    def __init__(self, radii: torch.Tensor, strength: float):
+        super().__init__()
+        self.register_buffer("radii", radii, persistent=False)
+        self.strength = float(strength)
+        self.cutoff = float(radii.max()) if radii.numel() > 0 else 0.0
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor,
+                periodic: bool) -> torch.Tensor:
+        """Wall energy (eV) of positions (N, 3) Å, in ``cell`` (rows a, b, c; Å) if ``periodic``."""
+        if self.cutoff <= 0.0:
+            return torch.zeros((), dtype=positions.dtype, device=positions.device)
+        i, j, shift = neighbor_pairs(positions.detach(), cell, periodic, self.cutoff)
+        keep = (grain[i] != grain[j]) & (i < j)
+        i, j, shift = i[keep], j[keep], shift[keep]
+        distance = torch.linalg.norm(positions[j] + shift - positions[i], dim=1)
+        r0 = self.radii[species[i], species[j]].to(positions.dtype)
+        inside = distance < r0
+        overlap = r0[inside] / distance[inside] - 1.0
+        return self.strength * overlap.pow(3).sum()

@@ -24,7 +24,7 @@ from typing import List, Optional
 import torch
 from e3nn import o3
 
-from .blocks import BesselBasis, GaussianBasis, Interaction, hidden_irreps
+from .blocks import BesselBasis, ContactRepulsion, GaussianBasis, Interaction, hidden_irreps
 from .graph import grain_centres
 
 DEFAULT_HYPERPARAMETERS = dict(
@@ -43,6 +43,9 @@ DEFAULT_HYPERPARAMETERS = dict(
     avg_grain_neighbors=10.0,   # mean neighbour grains per grain
     avg_grain_atoms=10.0,       # mean atoms per grain
     energy_scale=1.0,      # eV, scale of the network outputs
+    contact_radii=None,    # Å, per element pair (elements order): wall radius between atoms of different grains
+    contact_fraction=0.7,  # training sets contact_radii to this fraction of the closest contacts in the data
+    contact_strength=10.0, # eV, prefactor of the contact wall (see blocks.ContactRepulsion)
 )
 
 
@@ -97,6 +100,11 @@ class CGAAModel(torch.nn.Module):
             Interaction(hidden, hidden, sh, n_radial, radial_hidden, float(hp["avg_grain_neighbors"]))
             for _ in range(int(hp["interactions"]))
         ])
+        radii = hp["contact_radii"]
+        radii = torch.zeros(len(self.elements), len(self.elements)) if radii is None else torch.tensor(radii)
+        if radii.shape != (len(self.elements), len(self.elements)):
+            raise ValueError(f"contact_radii must be a {len(self.elements)}x{len(self.elements)} list of lists (Å)")
+        self.contact = ContactRepulsion(radii.to(torch.get_default_dtype()), float(hp["contact_strength"]))
         width = int(hp["readout_hidden"])
         self.grain_readout = torch.nn.Sequential(
             torch.nn.Linear(self.channels, width), torch.nn.SiLU(), torch.nn.Linear(width, 1))

@@ -84,4 +84,5 @@ class CGAAForceModule(torch.nn.Module):
         dst, src, edge_shift = neighbor_pairs(centres, cell, self.periodic, self.cutoff)
         energies = self.model(r, self.species, self.grain, self.n_grains, shift,
                               self.intra_src, self.intra_dst, src, dst, edge_shift)
-        return energies.sum() * self.energy_scale
+        energy = energies.sum() + self.model.contact(r, self.species, self.grain, cell, self.periodic)
+        return energy * self.energy_scale

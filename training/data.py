@@ -18,6 +18,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from cgaa_openmm.graph import build_graph
+from cgaa_openmm.neighbors import neighbor_pairs
 
 ENERGY_UNITS = {"eV": 1.0, "kcal/mol": units.kcal / units.mol, "kJ/mol": units.kJ / units.mol,
                 "Hartree": units.Hartree}
@@ -177,6 +178,29 @@ def attach_graphs(configs: Sequence[Config], grain_cutoff: float) -> None:
     """Precompute every configuration's graph (positions are fixed in a data set)."""
     for c in configs:
         c.graph = build_graph(c.positions, c.grain, c.n_grains, c.cell, c.periodic, grain_cutoff)
+
+
+def contact_radii(configs: Sequence[Config], elements: Sequence[int], fraction: float,
+                  search: float = 4.0) -> List[List[float]]:
+    """``fraction`` of the closest distance (Å) between atoms of different grains, per element pair.
+
+    Pairs never seen within ``search`` Å get 0 (no wall); see
+    :class:`cgaa_openmm.blocks.ContactRepulsion`.
+    """
+    index = {z: k for k, z in enumerate(elements)}
+    closest = torch.full((len(elements), len(elements)), float("inf"), dtype=torch.float64)
+    for c in configs:
+        i, j, shift = neighbor_pairs(c.positions.double(), c.cell.double(), c.periodic, search)
+        keep = c.grain[i] != c.grain[j]
+        i, j, shift = i[keep], j[keep], shift[keep]
+        distance = torch.linalg.norm(c.positions.double()[j] + shift - c.positions.double()[i], dim=1)
+        a = torch.tensor([index[int(z)] for z in c.numbers])[i]
+        b = torch.tensor([index[int(z)] for z in c.numbers])[j]
+        flat = closest.view(-1)
+        flat.scatter_reduce_(0, a * len(elements) + b, distance, "amin")
+    closest = torch.minimum(closest, closest.T)
+    radii = torch.where(torch.isfinite(closest), fraction * closest, torch.zeros_like(closest))
+    return [[round(float(r), 4) for r in row] for row in radii]
 
 
 def collate(configs: Sequence[Config], elements: Sequence[int], dtype: torch.dtype) -> Dict[str, torch.Tensor]:

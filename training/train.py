@@ -31,7 +31,7 @@ from cgaa_openmm.grains import hill_formula
 from cgaa_openmm.model import DEFAULT_HYPERPARAMETERS, CGAAModel
 from cgaa_openmm.modelfile import save_model
 from training.config import ConfigError, config_hash, load_config
-from training.data import (Config, DataError, attach_graphs, collate, fit_atomic_energies,
+from training.data import (Config, DataError, attach_graphs, collate, contact_radii, fit_atomic_energies,
                            isolated_atom_energies, predict, read_configs)
 from training.evaluate import evaluate
 from training.plots import learning_curve_plot, parity_plot
@@ -88,6 +88,9 @@ def prepare(config: Dict[str, Any]) -> Dict[str, Any]:
     hp.setdefault("avg_grain_neighbors", max(1.0, sum(len(c.graph["edge_src"]) for c in train_set) / n_grains))
     hp.setdefault("avg_grain_atoms", n_atoms / n_grains)
     hp.setdefault("energy_scale", float(torch.cat([c.forces for c in train_set]).pow(2).mean().sqrt()))
+    if hp.get("contact_radii") is None:
+        fraction = float(hp.get("contact_fraction", DEFAULT_HYPERPARAMETERS["contact_fraction"]))
+        hp["contact_radii"] = contact_radii(train_set + valid, elements, fraction)
     return dict(train=train_set, valid=valid, elements=elements, atomic_energies=atomic_energies,
                 hyperparameters=hp)
 
