@@ -12,28 +12,31 @@ Units are OpenMM's (nm, kJ/mol), as for :class:`~cgaa_openmm.CGAAPotential`.
 Besides the CGAA ``TorchForce``, the ML atoms get zero-energy bonds inside each
 grain: createMixedSystem removes the force field's bonds between ML atoms, and
 without them a ``MonteCarloBarostat`` would scale the atoms of a grain apart.
+
+The classes follow openmm-ml's ``MLPotentialImplFactory``/``MLPotentialImpl``
+interface (``createImpl``, ``addForces``) without importing openmmml: openmm-ml
+imports this module while its own import is still running.
 """
 from typing import Iterable, Optional
 
 import openmm
 from openmm import app
-from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
 from .grains import GrainSpec
-from .potential import CGAAPotential, _grain_bonds, _selected_groups, _selection
+from .potential import CGAAPotential
 
 
-class CGAAPotentialImplFactory(MLPotentialImplFactory):
+class CGAAPotentialImplFactory:
     """Makes :class:`CGAAPotentialImpl` for ``MLPotential("cgaa", ...)``."""
 
     def createImpl(self, name: str, modelPath: str, grains: GrainSpec = "residue",
-                   allowUnknownGrains: bool = False) -> MLPotentialImpl:
+                   allowUnknownGrains: bool = False) -> "CGAAPotentialImpl":
         """``modelPath``: a model file or a shipped model name (``"carbonates-xtb"``);
         ``grains`` and ``allowUnknownGrains`` as in :meth:`CGAAPotential.createForce`."""
         return CGAAPotentialImpl(CGAAPotential.load(modelPath), grains, allowUnknownGrains)
 
 
-class CGAAPotentialImpl(MLPotentialImpl):
+class CGAAPotentialImpl:
     """Adds the CGAA force (and grain bonds) of a loaded :class:`CGAAPotential`."""
 
     def __init__(self, potential: CGAAPotential, grains: GrainSpec, allowUnknownGrains: bool):
@@ -52,8 +55,7 @@ class CGAAPotentialImpl(MLPotentialImpl):
         grains = self.grains if grains is None else grains
         periodic = topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions()
         force = self.potential.createForce(topology, grains, periodic, self.allowUnknownGrains, atoms)
-        selected = _selection(topology, atoms)
-        bonds = _grain_bonds(_selected_groups(topology, grains, selected))
+        bonds = self.potential.createGrainBonds(topology, grains, atoms)
         for added in (force, bonds):
             added.setForceGroup(forceGroup)
             system.addForce(added)

@@ -190,8 +190,18 @@ class CGAAPotential:
         region = region_atoms(topology, residues, atoms)
         force = self.createForce(topology, grains, system.usesPeriodicBoundaryConditions(), allowUnknownGrains,
                                  region)
-        bonds = _grain_bonds(_selected_groups(topology, grains, region))
-        return mixed_system(system, region, force, bonds, interpolate, removeConstraints)
+        return mixed_system(system, region, force, self.createGrainBonds(topology, grains, region), interpolate,
+                            removeConstraints)
+
+    def createGrainBonds(self, topology, grains: GrainSpec = "residue",
+                         atoms: Optional[Iterable[int]] = None) -> openmm.HarmonicBondForce:
+        """Zero-energy bonds joining the atoms of each grain (of ``atoms``, default all).
+
+        They add no energy; they make OpenMM count every grain as one molecule, so
+        that a ``MonteCarloBarostat`` moves grains whole.
+        """
+        topology = as_openmm_topology(topology)
+        return _grain_bonds(_selected_groups(topology, grains, _selection(topology, atoms)))
 
 
 def _selection(topology: app.Topology, atoms: Optional[Iterable[int]]) -> List[int]:
