@@ -1,4 +1,4 @@
-"""The ``cgaa-openmm`` command: ``simulate`` (MD with a CGAA model), ``train`` and ``evaluate``."""
+"""The ``cgaa-openmm`` command: ``simulate`` (MD with a CGAA model), ``analyze``, ``train`` and ``evaluate``."""
 import argparse
 import os
 import sys
@@ -6,38 +6,24 @@ import sys
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_systems", "ecemc.pdb")
 
 
-def simulate(args) -> None:
-    """Minimise, then run Langevin NVT MD, reporting step, energy, temperature and ns/day."""
-    import openmm
-    from openmm import app, unit
-
-    from .potential import CGAAPotential
-
-    if not os.path.exists(args.input):
-        sys.exit(f"cgaa-openmm simulate: input file not found: {args.input}")
-    structure = app.PDBxFile(args.input) if args.input.endswith((".cif", ".pdbx")) else app.PDBFile(args.input)
-    potential = CGAAPotential.load(args.model)
-    system = potential.createSystem(structure.topology, grains=args.grains)
-    integrator = openmm.LangevinMiddleIntegrator(args.temperature * unit.kelvin, args.friction / unit.picosecond,
-                                                 args.timestep * unit.femtosecond)
+def run_simulation(args) -> None:
+    """Run or continue MD (options: ``simulate.simulate``)."""
+    from .simulate import SimulationError, simulate
+    options = {key: value for key, value in vars(args).items() if key not in ("command", "run", "input")}
     try:
-        platform = openmm.Platform.getPlatformByName(args.platform)
-    except openmm.OpenMMException:
-        names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
-        sys.exit(f"cgaa-openmm simulate: platform {args.platform!r} is not available here (available: {names})")
-    simulation = app.Simulation(structure.topology, system, integrator, platform)
-    simulation.context.setPositions(structure.positions)
-    print(f"{args.input}: {structure.topology.getNumAtoms()} atoms, "
-          f"{system.getForce(0).getName()} model {args.model!r} on {platform.getName()}", flush=True)
-    if args.minimize:
-        simulation.minimizeEnergy(maxIterations=args.minimize)
-    simulation.context.setVelocitiesToTemperature(args.temperature * unit.kelvin, args.seed)
-    simulation.reporters.append(app.StateDataReporter(
-        sys.stdout, args.report, step=True, potentialEnergy=True, temperature=True, speed=True,
-        separator="\t"))
-    if args.trajectory:
-        simulation.reporters.append(app.DCDReporter(args.trajectory, args.report))
-    simulation.step(args.steps)
+        simulate(args.input, **options)
+    except SimulationError as error:
+        sys.exit(f"cgaa-openmm simulate: {error}")
+
+
+def run_analysis(args) -> None:
+    """RDFs and density of a trajectory (options: ``analysis.analyze``)."""
+    from .analysis import AnalysisError, analyze
+    options = {key: value for key, value in vars(args).items() if key not in ("command", "run", "trajectory")}
+    try:
+        analyze(args.trajectory, **options)
+    except AnalysisError as error:
+        sys.exit(f"cgaa-openmm analyze: {error}")
 
 
 def run_training(args) -> None:
@@ -67,20 +53,52 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="cgaa-openmm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sim = commands.add_parser("simulate", help="run MD with a CGAA model (defaults: the bundled EC/EMC box)")
-    sim.add_argument("input", nargs="?", default=EXAMPLE, help="PDB or PDBx file with box vectors")
+    sim = commands.add_parser(
+        "simulate", help="run MD with a CGAA model (defaults: the bundled EC/EMC box)",
+        description="Minimise, then run NVE/NVT/NPT MD; writes trajectory.dcd, log.csv, checkpoint.xml and "
+                    "topology.pdb to the output directory. Run the same command again to continue from the "
+                    "last checkpoint (--steps is the total).")
+    sim.add_argument("input", nargs="*", default=[EXAMPLE],
+                     help="a PDB/PDBx file with box vectors, or a topology and its coordinates: AMBER "
+                          ".prmtop/.parm7 + .inpcrd/.rst7, GROMACS .top + .gro")
     sim.add_argument("--model", default="carbonates-xtb", help="model file or shipped model name")
     sim.add_argument("--grains", default="residue", choices=["residue", "molecule", "atom"])
-    sim.add_argument("--steps", type=int, default=1000)
+    sim.add_argument("--ensemble", default="NVT", choices=["NVE", "NVT", "NPT"],
+                     help="NVE: velocity Verlet; NVT: Langevin; NPT: Langevin + Monte Carlo barostat")
+    sim.add_argument("--steps", type=int, default=1000, help="total steps (a continued run stops here too)")
     sim.add_argument("--timestep", type=float, default=0.5, help="fs")
     sim.add_argument("--temperature", type=float, default=300.0, help="K")
-    sim.add_argument("--friction", type=float, default=1.0, help="1/ps")
-    sim.add_argument("--platform", default="CPU")
+    sim.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps")
+    sim.add_argument("--pressure", type=float, default=1.0, help="NPT pressure, bar")
+    sim.add_argument("--barostat", default="isotropic", choices=["isotropic", "anisotropic"])
+    sim.add_argument("--barostat-interval", type=int, default=25, help="steps between NPT volume moves")
+    sim.add_argument("--platform", default="CPU", help="OpenMM platform: Reference, CPU, OpenCL, CUDA")
+    sim.add_argument("--threads", type=int, help="CPU threads for torch and the CPU platform")
     sim.add_argument("--minimize", type=int, default=100, help="minimiser iterations before MD (0: none)")
-    sim.add_argument("--report", type=int, default=100, help="steps between reports")
-    sim.add_argument("--trajectory", help="DCD file to write")
-    sim.add_argument("--seed", type=int, default=1)
-    sim.set_defaults(run=simulate)
+    sim.add_argument("--report", type=int, default=100, help="steps between lines on stdout and in log.csv")
+    sim.add_argument("--trajectory-interval", type=int, default=100, help="steps between DCD frames (0: none)")
+    sim.add_argument("--checkpoint-interval", type=int, default=500, help="steps between checkpoints")
+    sim.add_argument("--output", help="output directory (default: INPUT-md, INPUT the input's name)")
+    sim.add_argument("--overwrite", action="store_true", help="start afresh, discarding a run in --output")
+    sim.add_argument("--seed", type=int, default=1, help="velocities; Langevin and barostat random numbers")
+    sim.set_defaults(run=run_simulation)
+
+    analyze = commands.add_parser(
+        "analyze", help="RDFs and density of a trajectory (PNG, CSV, JSON)",
+        description="Radial distribution functions between molecule centres of mass (per pair of residue "
+                    "names) and between selected atoms, and the density of every frame; writes rdf.png, "
+                    "rdf.csv, density.png, density.csv and analysis.json.")
+    analyze.add_argument("trajectory", help="DCD (or any trajectory mdtraj reads)")
+    analyze.add_argument("--top", help="topology with bonds, e.g. PDB (default: topology.pdb or topology.cif "
+                                       "beside the trajectory, as cgaa-openmm simulate writes them)")
+    analyze.add_argument("--pair", action="append", nargs="+", metavar="SELECTION", default=[],
+                         help="RDF between the atoms of one or two mdtraj selections, e.g. "
+                              "'(resname EC and name C2) or (resname EMC and name C1)'; repeatable")
+    analyze.add_argument("--r-max", type=float, help="nm (default: half the narrowest box width)")
+    analyze.add_argument("--bin-width", type=float, default=0.01, help="nm")
+    analyze.add_argument("--skip", type=int, default=0, help="frames left out of the RDFs (equilibration)")
+    analyze.add_argument("--output", help="directory for the plots and numbers (default: the trajectory's)")
+    analyze.set_defaults(run=run_analysis)
 
     train = commands.add_parser("train", help="train a model from a YAML config")
     train.add_argument("config")
