@@ -8,6 +8,11 @@ are closer than ``--min-distance`` (periodic images included).
 
 Usage: ``python example_systems/build_ecemc.py --ec 20 --emc 40 --density 1.2 -o example_systems/ecemc.pdb``
 (EC:EMC 3:7 by weight is about 1:2 by molecule count.)
+
+``--tile NA NB NC`` instead repeats an already built box (``--input``, default the bundled
+``ecemc.pdb``) NA x NB x NC times along its box vectors: a larger box of the same relaxed liquid,
+e.g. ``--tile 5 5 5 -o benchmarks/runs/ecemc_5x5x5.cif`` (100,000 atoms; write PDBx/mmCIF
+``.cif`` above 99,999 atoms, where PDB atom serial numbers run out).
 """
 import argparse
 import os
@@ -19,8 +24,9 @@ from openmm import Vec3, app, unit
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "carbonates",
-                    "solvent_xtb_train_200.xyz")
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "..", "..", "shared", "data", "carbonates", "solvent_xtb_train_200.xyz")
+BOX = os.path.join(HERE, "ecemc.pdb")
 FORMULAS = {"EC": "C3H4O3", "EMC": "C4H8O3"}
 
 
@@ -108,6 +114,31 @@ def write_pdb(templates, placed, edge, path):
         app.PDBFile.writeFile(topology, positions * unit.angstrom, f, keepIds=True)
 
 
+def tile(path, repeats):
+    """The periodic box of the PDB file ``path`` repeated ``repeats`` = (na, nb, nc) times.
+
+    Copy (i, j, k) is shifted by i a + j b + k c; atoms, residues and bonds keep the input's order
+    within each copy. Returns ``(topology, positions)``: an ``openmm.app.Topology`` with the
+    enlarged box and an (N, 3) numpy array in nm.
+    """
+    pdb = app.PDBFile(path)
+    box = np.array(pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
+    xyz = np.array(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    offsets = np.array(np.meshgrid(*[np.arange(n) for n in repeats], indexing="ij")).reshape(3, -1).T @ box
+    topology = app.Topology()
+    chain = topology.addChain()
+    for _ in offsets:
+        new = {}
+        for residue in pdb.topology.residues():
+            copy = topology.addResidue(residue.name, chain)
+            for atom in residue.atoms():
+                new[atom] = topology.addAtom(atom.name, atom.element, copy)
+        for bond in pdb.topology.bonds():
+            topology.addBond(new[bond[0]], new[bond[1]])
+    topology.setPeriodicBoxVectors([Vec3(*(v * n)) for v, n in zip(box, repeats)] * unit.nanometer)
+    return topology, (xyz[None] + offsets[:, None]).reshape(-1, 3)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ec", type=int, default=20, help="number of EC molecules")
@@ -115,8 +146,18 @@ def main(argv=None):
     parser.add_argument("--density", type=float, default=1.2, help="g/cm^3")
     parser.add_argument("--min-distance", type=float, default=2.0, help="Å between atoms of different molecules")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-o", "--output", default="ecemc.pdb")
+    parser.add_argument("--tile", type=int, nargs=3, metavar=("NA", "NB", "NC"),
+                        help="repeat --input NA x NB x NC times instead of packing a new box")
+    parser.add_argument("--input", default=BOX, help="box that --tile repeats")
+    parser.add_argument("-o", "--output", default="ecemc.pdb", help=".pdb, or .cif for PDBx/mmCIF")
     args = parser.parse_args(argv)
+    if args.tile:
+        topology, xyz = tile(args.input, args.tile)
+        writer = app.PDBxFile if args.output.endswith(".cif") else app.PDBFile
+        with open(args.output, "w") as f:
+            writer.writeFile(topology, xyz * unit.nanometer, f)
+        print(f"{args.output}: {args.input} x {args.tile}, {topology.getNumAtoms()} atoms")
+        return
     templates = molecule_templates()
     placed, edge = pack(templates, {"EC": args.ec, "EMC": args.emc}, args.density, args.min_distance, args.seed)
     write_pdb(templates, placed, edge, args.output)
