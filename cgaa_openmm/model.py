@@ -45,7 +45,7 @@ DEFAULT_HYPERPARAMETERS = dict(
     energy_scale=1.0,      # eV, scale of the network outputs
     contact_radii=None,    # Å, per element pair (elements order): wall radius between atoms of different grains
     contact_fraction=0.7,  # training sets contact_radii to this fraction of the closest contacts in the data
-    contact_strength=10.0, # eV, prefactor of the contact wall (see blocks.ContactRepulsion)
+    contact_strength=100.0,  # eV, prefactor of the contact wall (see blocks.ContactRepulsion)
 )
 
 
