@@ -64,6 +64,19 @@ def density(traj: mdtraj.Trajectory) -> np.ndarray:
     return per_nm3 / traj.unitcell_volumes
 
 
+def block_average(values: np.ndarray, blocks: int = 5):
+    """Mean of a time series and its standard error from ``blocks`` contiguous block means.
+
+    Block means of a correlated series are close to independent when blocks are
+    longer than its correlation time, so their spread gives an honest error bar.
+    """
+    values = np.asarray(values, dtype=float)
+    if len(values) < blocks:
+        raise AnalysisError(f"block averaging needs at least {blocks} frames, not {len(values)}")
+    means = np.array([chunk.mean() for chunk in np.array_split(values, blocks)])
+    return float(values.mean()), float(means.std(ddof=1) / np.sqrt(blocks))
+
+
 def molecule_centres(traj: mdtraj.Trajectory) -> mdtraj.Trajectory:
     """One particle per bonded molecule at its centre of mass, in a residue named like the molecule's."""
     whole = traj.make_molecules_whole()
@@ -103,7 +116,8 @@ def rdf(traj: mdtraj.Trajectory, selection1: str, selection2: Optional[str] = No
 def analyze(trajectory: str, top: Optional[str] = None, pair: Sequence[Sequence[str]] = (),
             r_max: Optional[float] = None, bin_width: float = 0.01, skip: int = 0,
             output: Optional[str] = None) -> Dict:
-    """RDFs (after ``skip`` frames) and the density of every frame of a trajectory.
+    """RDFs (after ``skip`` frames), the density of every frame of a trajectory, and the mean
+    density after ``skip`` frames with its block-averaged standard error.
 
     Writes ``rdf.csv``, ``rdf.png``, ``density.csv``, ``density.png`` and
     ``analysis.json`` (the summary, also returned) to ``output`` (default: the
@@ -131,6 +145,9 @@ def analyze(trajectory: str, top: Optional[str] = None, pair: Sequence[Sequence[
     for selections in pair:
         rdfs[" / ".join(selections)] = rdf(sample, *selections, r_max=r_max, bin_width=bin_width)
     rho = density(traj)
+    sampled = {}
+    if traj.n_frames - skip >= 5:
+        sampled = dict(zip(("mean", "standard_error"), block_average(rho[skip:])))
 
     r = next(iter(rdfs.values()))[0]
     write_csv(os.path.join(output, "rdf.csv"), ["r (nm)"] + list(rdfs), [r] + [g for _, g in rdfs.values()])
@@ -141,7 +158,8 @@ def analyze(trajectory: str, top: Optional[str] = None, pair: Sequence[Sequence[
     summary = dict(trajectory=trajectory, frames=traj.n_frames, rdf_frames=sample.n_frames,
                    time_ps=[float(traj.time[0]), float(traj.time[-1])], r_max_nm=r_max, bin_width_nm=bin_width,
                    density_g_per_ml=dict(mean=float(rho.mean()), std=float(rho.std()),
-                                         first=float(rho[0]), last=float(rho[-1])),
+                                         first=float(rho[0]), last=float(rho[-1]),
+                                         after_skip=dict(sampled, frames=int(traj.n_frames - skip), blocks=5)),
                    rdf_peaks={label: dict(r_nm=float(r[np.argmax(g)]), g=float(g.max()))
                               for label, (r, g) in rdfs.items()})
     with open(os.path.join(output, "analysis.json"), "w") as file:

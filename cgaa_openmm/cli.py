@@ -96,7 +96,7 @@ def main(argv=None) -> None:
                               "'(resname EC and name C2) or (resname EMC and name C1)'; repeatable")
     analyze.add_argument("--r-max", type=float, help="nm (default: half the narrowest box width)")
     analyze.add_argument("--bin-width", type=float, default=0.01, help="nm")
-    analyze.add_argument("--skip", type=int, default=0, help="frames left out of the RDFs (equilibration)")
+    analyze.add_argument("--skip", type=int, default=0, help="frames left out of the RDFs and the mean density (equilibration)")
     analyze.add_argument("--output", help="directory for the plots and numbers (default: the trajectory's)")
     analyze.set_defaults(run=run_analysis)
 

@@ -278,3 +278,12 @@ def test_analysis_errors(tmp_path):
     no_box = edited_example(tmp_path, "cluster.pdb", lambda t: re.sub(r"CRYST1.*\n", "", t))
     with pytest.raises(SystemExit, match="no periodic box"):
         main(["analyze", no_box, "--top", no_box])
+
+
+def test_block_average_on_a_hand_checkable_series():
+    from cgaa_openmm.analysis import AnalysisError, block_average
+    mean, error = block_average([1, 1, 2, 2, 3, 3, 4, 4, 5, 5], blocks=5)
+    assert mean == 3.0
+    assert error == pytest.approx(np.std([1, 2, 3, 4, 5], ddof=1) / np.sqrt(5))
+    with pytest.raises(AnalysisError, match="at least 5 frames"):
+        block_average([1.0, 2.0], blocks=5)
