@@ -11,5 +11,8 @@ if ! ldconfig -p | grep -q 'libOpenCL.so.1' || [ ! -e /etc/OpenCL/vendors/pocl.i
     echo "note: no libOpenCL.so.1/PoCL and no root to install them; the OpenCL tests will be skipped"
   fi
 fi
+# Tests start several torch processes at once (DDP, CLI runs): idle OpenMP threads that spin
+# instead of sleeping make oversubscribed cores up to 10x slower.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 python3 -m pip install -q -e ".[test]"
 python3 -m pytest -q tests "$@"
