@@ -6,7 +6,7 @@ A grain is a group of atoms that becomes one node of the model's graph:
 baseline) or an explicit list of atom-index groups.
 """
 from collections import Counter
-from typing import List, Sequence, Union
+from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 from openmm import app
@@ -66,6 +66,45 @@ def grain_groups(topology: app.Topology, grains: GrainSpec = "residue") -> List[
         bad = np.nonzero(seen != 1)[0][:10].tolist()
         raise ValueError(f"every atom must be in exactly one grain; atoms {bad} are in "
                          f"{seen[bad].tolist()} grains")
+    return groups
+
+
+def atom_selection(topology: app.Topology, atoms: Optional[Iterable[int]]) -> List[int]:
+    """Sorted distinct topology indices of ``atoms``, or of every atom when ``atoms`` is None."""
+    n_atoms = topology.getNumAtoms()
+    if atoms is None:
+        return list(range(n_atoms))
+    selected = sorted({int(i) for i in atoms})
+    if not selected:
+        raise ValueError("atoms selects no atom")
+    if selected[0] < 0 or selected[-1] >= n_atoms:
+        raise ValueError(f"atoms must be indices of the topology's {n_atoms} atoms, not {selected[0]}..{selected[-1]}")
+    return selected
+
+
+def selected_grain_groups(topology: app.Topology, grains: GrainSpec, selected: List[int]) -> List[List[int]]:
+    """The grains (topology indices) made of the ``selected`` atoms; a grain only partly selected raises."""
+    n_atoms = topology.getNumAtoms()
+    if not isinstance(grains, str) and len(selected) < n_atoms:
+        covered = {int(i) for group in grains for i in group}
+        missing = sorted(set(selected) - covered)
+        if missing:
+            raise ValueError(f"atoms {missing[:10]} are selected but in none of the given grains")
+        grains = [list(group) for group in grains] + [[i] for i in range(n_atoms) if i not in covered]
+    inside = np.zeros(n_atoms, dtype=bool)
+    inside[selected] = True
+    atom_list = list(topology.atoms())
+    groups = []
+    for group in grain_groups(topology, grains):
+        if inside[group].all():
+            groups.append(group)
+        elif inside[group].any():
+            residues = ", ".join(dict.fromkeys(f"{atom_list[i].residue.name} {atom_list[i].residue.id}"
+                                               for i in group))
+            raise ValueError(
+                f"residue {residues} is only partly selected: atoms {[i for i in group if inside[i]][:10]} are in "
+                f"the ML region but {[i for i in group if not inside[i]][:10]} are not. Every grain "
+                f"({grains if isinstance(grains, str) else 'as given'}) must be wholly ML or wholly MM.")
     return groups
 
 

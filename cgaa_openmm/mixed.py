@@ -16,6 +16,8 @@ from typing import Callable, Iterable, List, Optional, Set, Tuple
 import openmm
 from openmm import unit
 
+from .grains import atom_selection
+
 #: Forces whose terms each act on a fixed set of atoms.
 BONDED_FORCES = (openmm.HarmonicBondForce, openmm.HarmonicAngleForce, openmm.PeriodicTorsionForce,
                  openmm.RBTorsionForce, openmm.CMAPTorsionForce, openmm.CustomBondForce, openmm.CustomAngleForce,
@@ -37,19 +39,13 @@ def region_atoms(topology, residues=None, atoms=None) -> List[int]:
     """Sorted atom indices of the ML region: the atoms of ``residues`` (indices or ``Residue``s), or ``atoms``."""
     if (residues is None) == (atoms is None):
         raise ValueError("give the ML region either as residues or as atoms")
-    n_atoms = topology.getNumAtoms()
     if residues is not None:
         all_residues = list(topology.residues())
         indices = {int(getattr(r, "index", r)) for r in residues}
         if any(i < 0 or i >= len(all_residues) for i in indices):
             raise ValueError(f"residues must be residues of the topology or indices below {len(all_residues)}")
         atoms = [atom.index for i in indices for atom in all_residues[i].atoms()]
-    region = sorted({int(i) for i in atoms})
-    if not region:
-        raise ValueError("the ML region is empty")
-    if region[0] < 0 or region[-1] >= n_atoms:
-        raise ValueError(f"atoms must be indices of the topology's {n_atoms} atoms")
-    return region
+    return atom_selection(topology, atoms)
 
 
 def mixed_system(system: openmm.System, region: Iterable[int], ml_force: openmm.Force,

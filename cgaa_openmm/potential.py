@@ -12,7 +12,8 @@ import openmm
 import torch
 from openmm import app, unit
 
-from .grains import GrainSpec, as_openmm_topology, bond_centres, grain_groups, grain_index, hill_formula
+from .grains import (GrainSpec, as_openmm_topology, atom_selection, bond_centres, grain_index, hill_formula,
+                     selected_grain_groups)
 from .mixed import mixed_system, region_atoms
 from .model import CGAAModel
 from .modelfile import load_model, save_model
@@ -75,7 +76,7 @@ class CGAAPotential:
 
         Also returns the selected atoms (sorted topology indices), which the other three index.
         """
-        selected = _selection(topology, atoms)
+        selected = atom_selection(topology, atoms)
         known = {z: i for i, z in enumerate(self.model.elements)}
         known_names = ", ".join(app.Element.getByAtomicNumber(z).symbol for z in self.model.elements)
         atom_list = list(topology.atoms())
@@ -88,7 +89,7 @@ class CGAAPotential:
                 raise TopologyMismatchError(f"{where} is {atom.element.symbol}, an element this model does not "
                                             f"know (it knows {known_names})")
             species.append(known[atom.element.atomic_number])
-        groups = _selected_groups(topology, grains, selected)
+        groups = selected_grain_groups(topology, grains, selected)
         formulas = set(self.metadata.get("grain_formulas", []))
         if formulas and not allowUnknownGrains:
             for group in groups:
@@ -162,7 +163,7 @@ class CGAAPotential:
         if box is not None:
             system.setDefaultPeriodicBoxVectors(*box)
         system.addForce(self.createForce(topology, grains, None, allowUnknownGrains))
-        system.addForce(_grain_bonds(grain_groups(topology, grains)))
+        system.addForce(self.createGrainBonds(topology, grains))
         if removeCMMotion:
             system.addForce(openmm.CMMotionRemover())
         return system
@@ -201,46 +202,7 @@ class CGAAPotential:
         that a ``MonteCarloBarostat`` moves grains whole.
         """
         topology = as_openmm_topology(topology)
-        return _grain_bonds(_selected_groups(topology, grains, _selection(topology, atoms)))
-
-
-def _selection(topology: app.Topology, atoms: Optional[Iterable[int]]) -> List[int]:
-    """Sorted distinct topology indices of ``atoms``, or of every atom when ``atoms`` is None."""
-    n_atoms = topology.getNumAtoms()
-    if atoms is None:
-        return list(range(n_atoms))
-    selected = sorted({int(i) for i in atoms})
-    if not selected:
-        raise ValueError("atoms selects no atom")
-    if selected[0] < 0 or selected[-1] >= n_atoms:
-        raise ValueError(f"atoms must be indices of the topology's {n_atoms} atoms, not {selected[0]}..{selected[-1]}")
-    return selected
-
-
-def _selected_groups(topology: app.Topology, grains: GrainSpec, selected: List[int]) -> List[List[int]]:
-    """The grains (topology indices) made of the ``selected`` atoms; a grain only partly selected raises."""
-    n_atoms = topology.getNumAtoms()
-    if not isinstance(grains, str) and len(selected) < n_atoms:
-        covered = {int(i) for group in grains for i in group}
-        missing = sorted(set(selected) - covered)
-        if missing:
-            raise ValueError(f"atoms {missing[:10]} are selected but in none of the given grains")
-        grains = [list(group) for group in grains] + [[i] for i in range(n_atoms) if i not in covered]
-    inside = np.zeros(n_atoms, dtype=bool)
-    inside[selected] = True
-    atom_list = list(topology.atoms())
-    groups = []
-    for group in grain_groups(topology, grains):
-        if inside[group].all():
-            groups.append(group)
-        elif inside[group].any():
-            residues = ", ".join(dict.fromkeys(f"{atom_list[i].residue.name} {atom_list[i].residue.id}"
-                                               for i in group))
-            raise ValueError(
-                f"residue {residues} is only partly selected: atoms {[i for i in group if inside[i]][:10]} are in "
-                f"the ML region but {[i for i in group if not inside[i]][:10]} are not. Every grain "
-                f"({grains if isinstance(grains, str) else 'as given'}) must be wholly ML or wholly MM.")
-    return groups
+        return _grain_bonds(selected_grain_groups(topology, grains, atom_selection(topology, atoms)))
 
 
 def _grain_bonds(groups: List[List[int]]) -> openmm.HarmonicBondForce:
