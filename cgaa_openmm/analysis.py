@@ -58,10 +58,8 @@ def dcd_times(path: str, n_frames: int) -> np.ndarray:
 
 
 def density(traj: mdtraj.Trajectory) -> np.ndarray:
-    """Mass density (g/mL) of every frame: the element masses over the box volume."""
-    mass = sum(atom.element.mass for atom in traj.topology.atoms) * unit.dalton / unit.AVOGADRO_CONSTANT_NA
-    per_nm3 = (mass / unit.nanometer ** 3).value_in_unit(unit.gram / unit.milliliter)
-    return per_nm3 / traj.unitcell_volumes
+    """Mass density (g/mL) of every frame: the element masses over the box volume (mdtraj's, in kg/m³)."""
+    return mdtraj.density(traj) * (1.0 * unit.kilogram / unit.meter ** 3).value_in_unit(unit.gram / unit.milliliter)
 
 
 def block_average(values: np.ndarray, blocks: int = 5):
