@@ -187,7 +187,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
 
     resumed = run_cli("train", killed, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"resumed from" in resumed.stdout
+    assert "resumed from" in resumed.stdout
     result, n_rows = final_validation(str(tmp_path / "b_run"))
     assert n_rows == n_ref == epochs
     for key in ("valid_forces_rmse", "valid_energy_rmse_mev_per_atom"):

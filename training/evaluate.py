@@ -8,7 +8,6 @@ import json
 import os
 from typing import Dict, Sequence
 
-import numpy as np
 import torch
 
 from training.data import Config, DataError, attach_graphs, collate, predict, read_configs
