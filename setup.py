@@ -27,6 +27,7 @@ setup(
         "pyyaml",            # training configs
         "tqdm",              # progress bars
         "matplotlib",        # parity and learning-curve plots
+        "tblite==0.8.0",     # GFN2-xTB labels for new configurations (the level of the carbonate data)
     ],
     extras_require={
         "test": ["pytest", "mkdocs==1.6.1"],   # mkdocs: the docs site, built --strict by the tests

@@ -1,4 +1,5 @@
-"""The ``cgaa-openmm`` command: ``simulate`` (MD with a CGAA model), ``analyze``, ``train`` and ``evaluate``."""
+"""The ``cgaa-openmm`` command: ``simulate`` (MD with a CGAA model), ``analyze``, ``train``, ``evaluate``,
+and the data makers ``clusters`` and ``label``."""
 import argparse
 import os
 import sys
@@ -47,6 +48,29 @@ def run_evaluation(args) -> None:
         run(args)
     except (DataError, ModelFileError, FileNotFoundError) as error:
         sys.exit(f"cgaa-openmm evaluate: {error}")
+
+
+def run_clusters(args) -> None:
+    """Cut clusters from a liquid's frames (``training.clusters.liquid_clusters``)."""
+    from ase.io import write
+
+    from training.clusters import liquid_clusters
+    for path in [args.topology] + ([args.trajectory] if args.trajectory else []):
+        if not os.path.exists(path):
+            sys.exit(f"cgaa-openmm clusters: file not found: {path}")
+    clusters = liquid_clusters(args.topology, args.trajectory, args.n, args.radius, args.max_molecules,
+                               seed=args.seed, scale=tuple(args.scale), skip=args.skip, prefix=args.prefix)
+    write(args.output, clusters, format="extxyz")
+    print(f"{len(clusters)} clusters ({sum(len(c) for c in clusters)} atoms) -> {args.output}")
+
+
+def run_labelling(args) -> None:
+    """GFN2-xTB energies and forces with tblite (``training.label``)."""
+    from training.label import LabelError, main as label_main
+    try:
+        label_main(args)
+    except LabelError as error:
+        sys.exit(f"cgaa-openmm label: {error}")
 
 
 def main(argv=None) -> None:
@@ -109,6 +133,31 @@ def main(argv=None) -> None:
     evaluate = commands.add_parser("evaluate", help="errors of a model on labelled data, with a parity plot")
     add_arguments(evaluate)
     evaluate.set_defaults(run=run_evaluation)
+
+
+    clusters = commands.add_parser(
+        "clusters", help="cut molecule clusters from liquid frames (extended XYZ with molID, for labelling)",
+        description="Random centre molecules of random frames, each with the whole molecules that have an "
+                    "atom within --radius of it; optionally pulled towards the centre (--scale).")
+    clusters.add_argument("topology", help="PDB with bonds (e.g. topology.pdb written by simulate)")
+    clusters.add_argument("trajectory", nargs="?", help="DCD or other mdtraj trajectory (default: the "
+                                                        "topology's coordinates)")
+    clusters.add_argument("-o", "--output", required=True, help="extended XYZ to write")
+    clusters.add_argument("--n", type=int, default=100, help="number of clusters")
+    clusters.add_argument("--radius", type=float, default=3.0, help="Å, closest-atom distance to the centre")
+    clusters.add_argument("--max-molecules", type=int, default=5, help="neighbour molecules kept, nearest first")
+    clusters.add_argument("--scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX"),
+                          help="neighbour centre-of-mass distances to the centre are multiplied by a "
+                               "factor drawn from [MIN, MAX] (rigid molecules)")
+    clusters.add_argument("--skip", type=int, default=0, help="leading frames not used")
+    clusters.add_argument("--seed", type=int, default=0)
+    clusters.add_argument("--prefix", default="cluster", help="label_id prefix (unique across files)")
+    clusters.set_defaults(run=run_clusters)
+
+    from training.label import add_arguments as label_arguments
+    labelling = commands.add_parser("label", help="GFN2-xTB energies and forces with tblite (resumable)")
+    label_arguments(labelling)
+    labelling.set_defaults(run=run_labelling)
 
     args = parser.parse_args(argv)
     args.run(args)

@@ -17,6 +17,8 @@ from cgaa_openmm.model import DEFAULT_HYPERPARAMETERS
 OPTIONS: Dict[str, Tuple[Any, str]] = {
     # Data
     "train_file": (None, "extended XYZ with reference energies and forces (required)"),
+    "extra_train_files": ([], "more extended XYZ files joined to train_file before the split (same keys), "
+                              "e.g. labelled clusters of the model's own MD frames"),
     "valid_file": (None, "extended XYZ used for validation; default: a split of train_file"),
     "test_file": (None, "extended XYZ evaluated once with the final model"),
     "energy_key": ("energy_xtb", "per-configuration key of the total energy"),
@@ -37,6 +39,9 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
     "max_train": (None, "use only the first max_train training configurations (learning curves)"),
     # Model
     "model": ({}, "CGAAModel hyperparameters; see cgaa_openmm.model.DEFAULT_HYPERPARAMETERS"),
+    "init_model": (None, "fine-tune: start from this model file (or shipped model name); its "
+                         "hyperparameters, elements and E0 are kept, contact radii are refit to the data, "
+                         "and 'model' and 'atomic_energies' must be left unset"),
     "dtype": ("float32", "float32 or float64 for weights and arithmetic"),
     # Optimisation
     "seed": (1, "seed of the split, the weights and the batch order"),
@@ -74,7 +79,8 @@ class ConfigError(ValueError):
 
 
 def defaults() -> Dict[str, Any]:
-    return {key: (dict(value) if isinstance(value, dict) else value) for key, (value, _) in OPTIONS.items()}
+    return {key: (type(value)(value) if isinstance(value, (dict, list)) else value)
+            for key, (value, _) in OPTIONS.items()}
 
 
 def load_config(path: str) -> Dict[str, Any]:
@@ -93,6 +99,9 @@ def load_config(path: str) -> Dict[str, Any]:
     for key in PATH_KEYS:
         if config[key] and not os.path.isabs(config[key]):
             config[key] = os.path.normpath(os.path.join(base, config[key]))
+    config["extra_train_files"] = [os.path.normpath(os.path.join(base, p)) for p in config["extra_train_files"]]
+    if config["init_model"] and os.path.exists(os.path.join(base, config["init_model"])):
+        config["init_model"] = os.path.normpath(os.path.join(base, config["init_model"]))
     if not config["run_dir"]:
         config["run_dir"] = os.path.splitext(config["output"])[0] + "_run"
     return config
@@ -132,6 +141,16 @@ def validate(user: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
     if bad:
         raise ConfigError(f"{where}: unknown model hyperparameter 'model.{bad[0]}'; known: "
                           f"{sorted(DEFAULT_HYPERPARAMETERS)}")
+    extra = config["extra_train_files"]
+    if not isinstance(extra, list) or not all(isinstance(p, str) for p in extra):
+        raise ConfigError(f"{where}: option 'extra_train_files' must be a list of file paths, not {extra!r}")
+    if config["init_model"] is not None:
+        if not isinstance(config["init_model"], str):
+            raise ConfigError(f"{where}: option 'init_model' must be a model file or shipped model name")
+        for key in ("model", "atomic_energies"):
+            if key in user:
+                raise ConfigError(f"{where}: option {key!r} cannot be set with 'init_model' "
+                                  f"(the initial model fixes it)")
     for key in ("max_train", "threads"):
         if config[key] is not None and (not isinstance(config[key], int) or config[key] <= 0):
             raise ConfigError(f"{where}: option {key!r} must be a positive integer, not {config[key]!r}")
@@ -140,5 +159,6 @@ def validate(user: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
 
 def config_hash(config: Dict[str, Any]) -> str:
     """SHA-256 of the config with file paths reduced to their names (the same on every machine)."""
-    portable = {k: os.path.basename(v) if k in PATH_KEYS and v else v for k, v in config.items()}
+    portable = {k: os.path.basename(v) if k in PATH_KEYS + ("init_model",) and v else v for k, v in config.items()}
+    portable["extra_train_files"] = [os.path.basename(p) for p in config["extra_train_files"]]
     return hashlib.sha256(json.dumps(portable, sort_keys=True).encode()).hexdigest()

@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from cgaa_openmm.grains import hill_formula
 from cgaa_openmm.model import DEFAULT_HYPERPARAMETERS, CGAAModel
-from cgaa_openmm.modelfile import save_model
+from cgaa_openmm.modelfile import load_model, save_model
+from cgaa_openmm.potential import resolve_model_path
 from training.config import ConfigError, config_hash, load_config
 from training.data import (Config, DataError, attach_graphs, collate, contact_radii, fit_atomic_energies,
                            isolated_atom_energies, predict, read_configs)
@@ -49,7 +50,7 @@ def read_data(config: Dict[str, Any], path: str) -> List[Config]:
 
 def prepare(config: Dict[str, Any]) -> Dict[str, Any]:
     """Read and split the data, fix E0 and the data-derived normalisers; build the model."""
-    configs = read_data(config, config["train_file"])
+    configs = [c for path in [config["train_file"]] + config["extra_train_files"] for c in read_data(config, path)]
     order = np.random.RandomState(config["seed"]).permutation(len(configs))
     if config["valid_file"]:
         valid = read_data(config, config["valid_file"])
@@ -63,7 +64,15 @@ def prepare(config: Dict[str, Any]) -> Dict[str, Any]:
     elements = sorted({int(z) for c in train_set + valid for z in c.numbers})
 
     energies = config["atomic_energies"]
-    if energies == "isolated":
+    initial = None
+    if config["init_model"]:
+        initial, _ = load_model(resolve_model_path(config["init_model"]))
+        missing = sorted(set(elements) - set(initial.elements))
+        if missing:
+            raise DataError(f"init_model {config['init_model']} has no atomic numbers {missing} of the data")
+        elements = list(initial.elements)
+        atomic_energies = initial.atomic_energies.tolist()
+    elif energies == "isolated":
         e0 = isolated_atom_energies(config["train_file"], config["energy_key"], config["energy_unit"])
         missing = [z for z in elements if z not in e0]
         if missing:
@@ -80,7 +89,7 @@ def prepare(config: Dict[str, Any]) -> Dict[str, Any]:
             raise DataError(f"option 'atomic_energies' lacks atomic numbers {missing}")
         atomic_energies = [by_number[z] for z in elements]
 
-    hp = dict(config["model"])
+    hp = dict(initial.hyperparameters, contact_radii=None) if initial is not None else dict(config["model"])
     attach_graphs(train_set + valid, float(hp.get("grain_cutoff", DEFAULT_HYPERPARAMETERS["grain_cutoff"])))
     n_atoms = sum(len(c.numbers) for c in train_set)
     n_grains = sum(c.n_grains for c in train_set)
@@ -92,11 +101,15 @@ def prepare(config: Dict[str, Any]) -> Dict[str, Any]:
         fraction = float(hp.get("contact_fraction", DEFAULT_HYPERPARAMETERS["contact_fraction"]))
         hp["contact_radii"] = contact_radii(train_set + valid, elements, fraction)
     return dict(train=train_set, valid=valid, elements=elements, atomic_energies=atomic_energies,
-                hyperparameters=hp)
+                hyperparameters=hp, initial_state=None if initial is None else initial.state_dict())
 
 
 def new_model(data: Dict[str, Any], dtype: torch.dtype) -> CGAAModel:
-    return CGAAModel(data["elements"], data["atomic_energies"], **data["hyperparameters"]).to(dtype)
+    """A model as ``data`` describes it: fresh weights, or those of ``init_model``."""
+    model = CGAAModel(data["elements"], data["atomic_energies"], **data["hyperparameters"]).to(dtype)
+    if data["initial_state"] is not None:
+        model.load_state_dict(data["initial_state"])
+    return model
 
 
 def batch_loss(model, configs: Sequence[Config], elements, dtype, config, n_configs: int, n_force_terms: int):
@@ -247,6 +260,8 @@ def export(config, data, ema, best_path, log, dtype) -> Dict[str, Any]:
         grain_formulas=sorted({hill_formula(c.numbers[c.grain == g]) for c in train_set + valid
                                for g in range(c.n_grains)}),
         training=dict(config_sha256=config_hash(config), train_file=os.path.basename(config["train_file"]),
+                      extra_train_files=[os.path.basename(p) for p in config["extra_train_files"]],
+                      init_model=config["init_model"] and os.path.basename(config["init_model"]),
                       epochs=len(log), n_train=len(train_set), n_valid=len(valid), dtype=config["dtype"]),
         validation_errors=evaluate(ema, valid, elements, dtype),
     )

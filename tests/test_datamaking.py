@@ -1,0 +1,165 @@
+"""New training data: tblite labels equal the carbonate data's, labelling resumes without
+relabelling, clusters keep molecules whole across periodic boundaries, and fine-tuning
+(init_model, extra_train_files) starts from the initial model's weights."""
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+from ase.io import read, write
+
+from cgaa_openmm.modelfile import load_model
+from cgaa_openmm.potential import resolve_model_path
+from training.clusters import cut_cluster, liquid_clusters, minimum_image
+from training.config import ConfigError, load_config
+from training.evaluate import evaluate_file
+from training.label import LabelError, label
+from training.train import train
+
+from conftest import data_file
+from test_training import ROOT, run_cli, write_config
+
+EXAMPLE = os.path.join(ROOT, "example_systems", "ecemc.pdb")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Three real clusters with their GFN2-xTB labels (different sizes and molecule types)."""
+    frames = read(data_file("solvent_xtb_test.xyz"), index=":40")
+    return [frames[i] for i in (0, 7, 31)]
+
+
+def strip(frames):
+    """Copies without labels, with ids."""
+    out = []
+    for index, atoms in enumerate(frames):
+        bare = atoms.copy()
+        bare.info = {"label_id": f"c{index}"}
+        bare.arrays = {k: v for k, v in bare.arrays.items() if k in ("numbers", "positions", "molID")}
+        out.append(bare)
+    return out
+
+
+def test_labels_reproduce_the_carbonate_data(tmp_path, reference):
+    output = str(tmp_path / "labelled.xyz")
+    label(strip(reference), output, progress=False)
+    labelled = {a.info["label_id"]: a for a in read(output, index=":")}
+    for index, ref in enumerate(reference):
+        got = labelled[f"c{index}"]
+        assert abs(got.info["energy_xtb"] - ref.info["energy_xtb"]) < 5e-4  # eV
+        assert np.abs(got.arrays["forces_xtb"] - ref.arrays["forces_xtb"]).max() < 1e-3  # eV/Å
+        np.testing.assert_array_equal(got.arrays["molID"], ref.arrays["molID"])
+    record = json.load(open(output + ".json"))
+    assert record["versions"]["tblite"] and record["settings"]["method"] == "GFN2-xTB"
+    assert record["labelled"] == 3 and record["failed"] == {}
+
+
+def test_labelling_resumes_without_relabelling_and_workers_agree(tmp_path, reference):
+    frames = strip(reference)
+    output = str(tmp_path / "labelled.xyz")
+    label(frames[:2], output, progress=False)  # an interrupted run: two of three done
+    done = read(output, index=":")
+    done[0].info["energy_xtb"] = 123.0          # marks a finished label: must not be recomputed
+    write(output, done, format="extxyz")
+    label(frames, output, workers=2, progress=False)
+    result = read(output, index=":")
+    assert sorted(a.info["label_id"] for a in result) == ["c0", "c1", "c2"]
+    assert [a.info["energy_xtb"] for a in result if a.info["label_id"] == "c0"] == [123.0]
+    serial = str(tmp_path / "serial.xyz")
+    label(frames[2:], serial, progress=False)
+    parallel = [a for a in result if a.info["label_id"] == "c2"][0]
+    assert parallel.info["energy_xtb"] == pytest.approx(read(serial).info["energy_xtb"], abs=1e-8)
+
+
+def test_bad_frames_are_named(tmp_path, reference):
+    frames = strip(reference)
+    frames[1].positions[0, 0] = np.nan
+    with pytest.raises(LabelError, match="configuration c1: non-finite"):
+        label(frames, str(tmp_path / "x.xyz"), progress=False)
+    frames = strip(reference)
+    frames[2].info["label_id"] = "c0"
+    with pytest.raises(LabelError, match="not unique"):
+        label(frames, str(tmp_path / "x.xyz"), progress=False)
+
+
+def test_cluster_keeps_molecules_whole_across_the_boundary():
+    rng = np.random.default_rng(3)
+    box = np.diag([12.0, 13.0, 14.0])
+    shape = rng.normal(scale=0.8, size=(5, 3))                      # one rigid 5-atom molecule
+    centres = rng.uniform(0, 1, size=(30, 3)) @ box
+    centres[0] = [0.2, 6.0, 13.9]                                    # the centre sits on two faces
+    positions = (centres[:, None, :] + shape[None]).reshape(-1, 3)
+    positions -= np.floor(positions @ np.linalg.inv(box)) @ box     # wrapped: molecules split
+    molecule = np.repeat(np.arange(30), 5)
+    indices, xyz = cut_cluster(positions, molecule, np.arange(5), 4.0, box)
+    labels = molecule[indices]
+    assert set(labels[:5]) == {0}
+    for m in np.unique(labels):
+        rows = xyz[labels == m]
+        np.testing.assert_allclose(rows - rows[0], shape - shape[0], atol=1e-9)  # whole, unwrapped
+    # Exactly the molecules with an atom within 4 Å (minimum image) of the centre molecule.
+    d = np.linalg.norm(minimum_image(positions[:, None] - positions[None, :5], box), axis=-1).min(1)
+    expected = {int(m) for m in molecule[d < 4.0]}
+    assert set(labels.tolist()) == expected
+    # Each molecule sits at the image of its closest contact with the centre.
+    dc = np.linalg.norm(xyz[:, None] - xyz[None, :5], axis=-1).min(1)
+    for m in np.unique(labels[5:]):
+        assert dc[labels == m].min() == pytest.approx(d[molecule == m].min(), abs=1e-9)
+    capped, _ = cut_cluster(positions, molecule, np.arange(5), 4.0, box, max_molecules=1)
+    nearest = min((m for m in expected if m != 0), key=lambda m: d[molecule == m].min())
+    assert set(molecule[capped].tolist()) == {0, nearest}
+
+
+def test_compressed_liquid_clusters_move_rigid_molecules_closer():
+    plain = liquid_clusters(EXAMPLE, None, 4, 3.0, 5, seed=2)
+    pulled = liquid_clusters(EXAMPLE, None, 4, 3.0, 5, seed=2, scale=(0.8, 0.8))
+    for a, b in zip(plain, pulled):
+        np.testing.assert_array_equal(a.numbers, b.numbers)
+        grain = a.arrays["molID"]
+        for g in np.unique(grain):
+            x, y = a.positions[grain == g], b.positions[grain == g]
+            np.testing.assert_allclose(y - y[0], x - x[0], atol=1e-9)  # rigid
+        def com(atoms, g):
+            rows = atoms.arrays["molID"] == g
+            return np.average(atoms.positions[rows], axis=0, weights=atoms.get_masses()[rows])
+        for g in range(1, grain.max() + 1):   # molID 0 is the centre molecule
+            np.testing.assert_allclose(com(b, g) - com(b, 0), 0.8 * (com(a, g) - com(a, 0)), atol=1e-4)  # ASE vs mdtraj masses
+
+
+def test_clusters_and_label_commands(tmp_path):
+    clusters = str(tmp_path / "clusters.xyz")
+    result = run_cli("clusters", EXAMPLE, "-o", clusters, "--n", "2", "--max-molecules", "1")
+    assert result.returncode == 0, result.stderr
+    frames = read(clusters, index=":")
+    assert len(frames) == 2 and all(f.arrays["molID"].max() == 1 for f in frames)
+    result = run_cli("label", clusters, str(tmp_path / "labelled.xyz"))
+    assert result.returncode == 0, result.stderr
+    assert len(read(str(tmp_path / "labelled.xyz"), index=":")) == 2
+    result = run_cli("clusters", str(tmp_path / "missing.pdb"), "-o", clusters)
+    assert result.returncode != 0 and "file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fine_tuning_starts_from_the_initial_model(tmp_path):
+    with pytest.raises(ConfigError, match="'model' cannot be set with 'init_model'"):
+        load_config(write_config(tmp_path, init_model="carbonates-xtb"))
+    extra = str(tmp_path / "extra.xyz")
+    clusters = [a for a in read(data_file("solvent_xtb_train_50.xyz"), index=":")
+                if a.info.get("config_type") != "IsolatedAtom"]
+    write(extra, clusters[-2:], format="extxyz")
+    path = write_config(tmp_path, init_model="carbonates-xtb", extra_train_files=[extra], epochs=1,
+                        lr=1e-12, min_lr=0.0, max_train=6, ema_decay=0.0)
+    config = yaml.safe_load(open(path))
+    del config["model"]
+    open(path, "w").write(yaml.safe_dump(config))
+    metadata = train(load_config(path))
+    assert metadata["training"]["extra_train_files"] == ["extra.xyz"]
+    tuned, _ = load_model(str(tmp_path / "model.pt"))
+    initial, _ = load_model(resolve_model_path("carbonates-xtb"))
+    assert tuned.hyperparameters["channels"] == initial.hyperparameters["channels"]
+    assert tuned.hyperparameters["contact_radii"] != initial.hyperparameters["contact_radii"]  # refit
+    # lr 1e-12: the exported weights are the initial model's, so are its errors on other data.
+    for name, value in evaluate_file(str(tmp_path / "model.pt"), extra).items():
+        if name.endswith("rmse") or name.endswith("mae") or "per_atom" in name:
+            assert value == pytest.approx(evaluate_file(resolve_model_path("carbonates-xtb"), extra)[name],
+                                          rel=1e-5)
