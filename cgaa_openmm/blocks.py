@@ -136,3 +136,43 @@ class ContactRepulsion(torch.nn.Module):
         inside = distance < r0
         overlap = r0[inside] / distance[inside] - 1.0
         return self.strength * overlap.pow(3).sum()
+
+
+class PairPotential(torch.nn.Module):
+    """A learned two-body energy between atoms of different grains.
+
+    E = sum_pairs f(r) sum_k w_ab,k exp(-alpha_k (r - r_ref)), f(r) = (1 - (r / r_c)^2)^3 for
+    r < r_c: a smooth (C2) sum of exponentials per element pair (a, b), with fixed decay
+    constants alpha_k (1/Å) and learned weights w (eV, zero at initialisation). Grain messages
+    see another grain's atoms only through its multipoles about the grain centre (up to lmax),
+    which cannot resolve the steep repulsion of two atoms in contact; this term can.
+    """
+
+    def __init__(self, n_elements: int, cutoff: float, decays=(0.5, 1.0, 2.0, 3.0, 4.5, 6.0),
+                 reference: float = 2.0):
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.reference = float(reference)
+        self.register_buffer("decays", torch.tensor(decays, dtype=torch.get_default_dtype()), persistent=False)
+        self.weights = torch.nn.Parameter(torch.zeros(n_elements, n_elements, len(decays)))
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                shift: torch.Tensor) -> torch.Tensor:
+        """Energy (eV) of each pair (i, j): atoms of different grains at |r_j + shift - r_i| < cutoff (Å)."""
+        distance = torch.linalg.norm(positions[j] + shift - positions[i], dim=1)
+        weights = 0.5 * (self.weights + self.weights.transpose(0, 1))
+        x = distance / self.cutoff
+        envelope = (1.0 - x * x).clamp(min=0.0).pow(3)
+        basis = torch.exp(-self.decays.to(distance.dtype) * (distance.unsqueeze(1) - self.reference))
+        return envelope * (weights[species[i], species[j]] * basis).sum(1)
+
+
+def grain_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor, periodic: bool,
+                cutoff: float):
+    """Atom pairs i < j of different grains within ``cutoff`` Å: (i, j, shift (Å)); none if cutoff <= 0."""
+    if cutoff <= 0.0:
+        empty = torch.zeros(0, dtype=torch.long, device=positions.device)
+        return empty, empty, torch.zeros(0, 3, dtype=positions.dtype, device=positions.device)
+    i, j, shift = neighbor_pairs(positions.detach(), cell, periodic, cutoff)
+    keep = (grain[i] != grain[j]) & (i < j)
+    return i[keep], j[keep], shift[keep]

@@ -24,7 +24,7 @@ from typing import List, Optional
 import torch
 from e3nn import o3
 
-from .blocks import BesselBasis, ContactRepulsion, GaussianBasis, Interaction, hidden_irreps
+from .blocks import BesselBasis, ContactRepulsion, GaussianBasis, Interaction, PairPotential, hidden_irreps
 from .graph import grain_centres
 
 DEFAULT_HYPERPARAMETERS = dict(
@@ -46,6 +46,8 @@ DEFAULT_HYPERPARAMETERS = dict(
     contact_radii=None,    # Å, per element pair (elements order): wall radius between atoms of different grains
     contact_fraction=0.7,  # training sets contact_radii to this fraction of the closest contacts in the data
     contact_strength=100.0,  # eV, prefactor of the contact wall (see blocks.ContactRepulsion)
+    pair_cutoff=0.0,       # Å, learned two-body term between atoms of different grains (0: none;
+                           # see blocks.PairPotential)
 )
 
 
@@ -105,13 +107,17 @@ class CGAAModel(torch.nn.Module):
         if radii.shape != (len(self.elements), len(self.elements)):
             raise ValueError(f"contact_radii must be a {len(self.elements)}x{len(self.elements)} list of lists (Å)")
         self.contact = ContactRepulsion(radii.to(torch.get_default_dtype()), float(hp["contact_strength"]))
+        self.pair_cutoff = float(hp["pair_cutoff"])
+        self.pair = PairPotential(len(self.elements), self.pair_cutoff) if self.pair_cutoff > 0 else None
         width = int(hp["readout_hidden"])
         self.grain_readout = torch.nn.Sequential(
             torch.nn.Linear(self.channels, width), torch.nn.SiLU(), torch.nn.Linear(width, 1))
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor, n_grains: int,
                 unwrap_shift: torch.Tensor, intra_src: torch.Tensor, intra_dst: torch.Tensor,
-                edge_src: torch.Tensor, edge_dst: torch.Tensor, edge_shift: torch.Tensor) -> torch.Tensor:
+                edge_src: torch.Tensor, edge_dst: torch.Tensor, edge_shift: torch.Tensor,
+                pair_i: Optional[torch.Tensor] = None, pair_j: Optional[torch.Tensor] = None,
+                pair_shift: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Grain energies (eV, shape (n_grains,)).
 
         Args:
@@ -123,6 +129,9 @@ class CGAAModel(torch.nn.Module):
                 farther apart than ``intra_cutoff`` are skipped).
             edge_src, edge_dst, edge_shift: grain pairs within ``grain_cutoff``; the
                 vector from grain dst to grain src is R_src + shift - R_dst.
+            pair_i, pair_j, pair_shift: atom pairs of different grains within ``pair_cutoff``
+                (:func:`cgaa_openmm.blocks.grain_pairs`), for a model with a pair term; each
+                pair's energy is shared equally by the two grains.
         """
         r = positions + unwrap_shift
         centres = grain_centres(r, grain, n_grains)
@@ -158,5 +167,11 @@ class CGAAModel(torch.nn.Module):
         for layer in self.grain_layers:
             h = layer(h, edge_src, edge_dst, grain_sh, grain_radial)
         energy = self.grain_readout(h[:, :self.channels]).squeeze(1)
-        energy = energy.index_add(0, grain, atom_energy) * self.energy_scale
+        energy = energy.index_add(0, grain, atom_energy)
+        pair = self.pair
+        if pair is not None and pair_i is not None and pair_j is not None and pair_shift is not None:
+            half = 0.5 * pair(positions, species, pair_i, pair_j, pair_shift)
+            energy = energy.index_add(0, grain[pair_i], half).index_add(0, grain[pair_j], half)
+        energy = energy * self.energy_scale
         return energy.index_add(0, grain, self.atomic_energies[species])
+

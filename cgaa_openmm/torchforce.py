@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from .blocks import grain_pairs
 from .graph import first_atoms, grain_centres, intra_pairs
 from .model import CGAAModel
 from .neighbors import check_box, neighbor_pairs, unwrap_shifts
@@ -82,7 +83,8 @@ class CGAAForceModule(torch.nn.Module):
             shift = torch.zeros_like(r)
         centres = grain_centres(r.detach() + shift, self.grain, self.n_grains)
         dst, src, edge_shift = neighbor_pairs(centres, cell, self.periodic, self.cutoff)
+        pair_i, pair_j, pair_shift = grain_pairs(r, self.grain, cell, self.periodic, self.model.pair_cutoff)
         energies = self.model(r, self.species, self.grain, self.n_grains, shift,
-                              self.intra_src, self.intra_dst, src, dst, edge_shift)
+                              self.intra_src, self.intra_dst, src, dst, edge_shift, pair_i, pair_j, pair_shift)
         energy = energies.sum() + self.model.contact(r, self.species, self.grain, cell, self.periodic)
         return energy * self.energy_scale

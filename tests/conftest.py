@@ -31,10 +31,13 @@ def clusters():
 
 def make_model(seed=0, **hp):
     torch.manual_seed(seed)
-    hp = dict(dict(channels=8, lmax=2, embed_layers=1, interactions=2, grain_cutoff=5.0), **hp)
+    hp = dict(dict(channels=8, lmax=2, embed_layers=1, interactions=2, grain_cutoff=5.0, pair_cutoff=3.5), **hp)
     model = CGAAModel(ELEMENTS, [-10.0, -48.0, -100.0], **hp).double()
     # Untrained weights give tiny outputs; scale them so that checks are not trivially met.
     model.energy_scale = 3.0
+    if model.pair is not None:  # the pair term starts at zero: give it weights of its own
+        with torch.no_grad():
+            model.pair.weights.normal_(0.0, 0.3)
     return model.eval()
 
 

@@ -141,7 +141,7 @@ def test_clusters_and_label_commands(tmp_path):
 
 
 def test_fine_tuning_starts_from_the_initial_model(tmp_path):
-    with pytest.raises(ConfigError, match="'model' cannot be set with 'init_model'"):
+    with pytest.raises(ConfigError, match="'model.channels' cannot be set with 'init_model'"):
         load_config(write_config(tmp_path, init_model="carbonates-xtb"))
     extra = str(tmp_path / "extra.xyz")
     clusters = [a for a in read(data_file("solvent_xtb_train_50.xyz"), index=":")

@@ -156,3 +156,33 @@ def test_intra_pairs():
     src, dst = intra_pairs(grain, 3)
     expected = {(a, b) for a in range(6) for b in range(6) if a != b and grain[a] == grain[b]}
     assert set(zip(src.tolist(), dst.tolist())) == expected and len(src) == len(expected)
+
+
+def test_pair_term_sums_smooth_pairs_of_atoms_in_different_grains(clusters):
+    atoms = clusters[1]
+    model = make_model(seed=4)
+    module = make_module(atoms, model)
+    e_with, _ = energy_forces(module, atoms.positions)
+    weights = model.pair.weights.detach().clone()
+    with torch.no_grad():
+        model.pair.weights.zero_()
+    e_without, _ = energy_forces(module, atoms.positions)
+    with torch.no_grad():
+        model.pair.weights.copy_(weights)
+    # By hand: every pair of atoms in different molecules closer than the cutoff, counted once.
+    species = [[1, 6, 8].index(int(z)) for z in atoms.numbers]
+    w = 0.5 * (weights + weights.transpose(0, 1)).numpy()
+    decays, rc, r_ref = model.pair.decays.numpy(), model.pair.cutoff, model.pair.reference
+    expected, n_pairs = 0.0, 0
+    for i, j in itertools.combinations(range(len(atoms)), 2):
+        r = np.linalg.norm(atoms.positions[i] - atoms.positions[j])
+        if atoms.arrays["molID"][i] != atoms.arrays["molID"][j] and r < rc:
+            n_pairs += 1
+            expected += (1 - (r / rc) ** 2) ** 3 * (w[species[i], species[j]] * np.exp(-decays * (r - r_ref))).sum()
+    assert n_pairs > 10
+    assert e_with - e_without == pytest.approx(model.energy_scale * expected, rel=1e-9, abs=1e-12)
+    # Energy and force vanish smoothly at the cutoff.
+    r = torch.tensor([[0.0, 0.0, 0.0], [rc - 1e-3, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    pair = model.pair(r, torch.tensor([2, 2]), torch.tensor([0]), torch.tensor([1]), torch.zeros(1, 3, dtype=torch.float64))
+    force, = torch.autograd.grad(pair.sum(), r)
+    assert abs(pair.item()) < 1e-6 and force.abs().max() < 1e-4

@@ -41,7 +41,8 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
     "model": ({}, "CGAAModel hyperparameters; see cgaa_openmm.model.DEFAULT_HYPERPARAMETERS"),
     "init_model": (None, "fine-tune: start from this model file (or shipped model name); its "
                          "hyperparameters, elements and E0 are kept, contact radii are refit to the data, "
-                         "and 'model' and 'atomic_energies' must be left unset"),
+                         "'atomic_energies' must be left unset and 'model' may only add a pair term "
+                         "(pair_cutoff) or change the contact wall"),
     "dtype": ("float32", "float32 or float64 for weights and arithmetic"),
     # Optimisation
     "seed": (1, "seed of the split, the weights and the batch order"),
@@ -63,6 +64,9 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
     "output": ("model.pt", "the exported model file"),
     "run_dir": (None, "checkpoint, metrics.csv and plots; default: <output without .pt>_run/"),
 }
+
+#: Hyperparameters a fine-tuning config may set: terms added to, or refit on, the initial model.
+FINE_TUNING_HYPERPARAMETERS = ("pair_cutoff", "contact_fraction", "contact_strength")
 
 PATH_KEYS = ("train_file", "valid_file", "test_file", "topology_file", "output", "run_dir")
 CHOICES = {
@@ -147,10 +151,13 @@ def validate(user: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
     if config["init_model"] is not None:
         if not isinstance(config["init_model"], str):
             raise ConfigError(f"{where}: option 'init_model' must be a model file or shipped model name")
-        for key in ("model", "atomic_energies"):
-            if key in user:
-                raise ConfigError(f"{where}: option {key!r} cannot be set with 'init_model' "
-                                  f"(the initial model fixes it)")
+        if "atomic_energies" in user:
+            raise ConfigError(f"{where}: option 'atomic_energies' cannot be set with 'init_model' "
+                              f"(the initial model fixes it)")
+        fixed = sorted(set(config["model"]) - set(FINE_TUNING_HYPERPARAMETERS))
+        if fixed:
+            raise ConfigError(f"{where}: option 'model.{fixed[0]}' cannot be set with 'init_model' (the initial "
+                              f"model fixes it; fine-tuning may set {list(FINE_TUNING_HYPERPARAMETERS)})")
     for key in ("max_train", "threads"):
         if config[key] is not None and (not isinstance(config[key], int) or config[key] <= 0):
             raise ConfigError(f"{where}: option {key!r} must be a positive integer, not {config[key]!r}")

@@ -17,6 +17,7 @@ from ase.io import read
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from cgaa_openmm.blocks import grain_pairs
 from cgaa_openmm.graph import build_graph
 from cgaa_openmm.neighbors import neighbor_pairs
 
@@ -174,10 +175,13 @@ def fit_atomic_energies(configs: Sequence[Config], elements: Sequence[int]) -> L
     return [float(e) for e in np.linalg.lstsq(counts, energies, rcond=None)[0]]
 
 
-def attach_graphs(configs: Sequence[Config], grain_cutoff: float) -> None:
-    """Precompute every configuration's graph (positions are fixed in a data set)."""
+def attach_graphs(configs: Sequence[Config], grain_cutoff: float, pair_cutoff: float = 0.0) -> None:
+    """Precompute every configuration's graph (positions are fixed in a data set), with the
+    atom pairs of different grains within ``pair_cutoff`` Å for a model with a pair term."""
     for c in configs:
         c.graph = build_graph(c.positions, c.grain, c.n_grains, c.cell, c.periodic, grain_cutoff)
+        i, j, shift = grain_pairs(c.positions, c.grain, c.cell, c.periodic, pair_cutoff)
+        c.graph.update(pair_i=i, pair_j=j, pair_shift=shift)
 
 
 def contact_radii(configs: Sequence[Config], elements: Sequence[int], fraction: float,
@@ -208,7 +212,7 @@ def collate(configs: Sequence[Config], elements: Sequence[int], dtype: torch.dty
     index = {z: i for i, z in enumerate(elements)}
     parts: Dict[str, list] = {k: [] for k in (
         "positions", "species", "grain", "unwrap_shift", "intra_src", "intra_dst",
-        "edge_src", "edge_dst", "edge_shift", "forces", "config")}
+        "edge_src", "edge_dst", "edge_shift", "pair_i", "pair_j", "pair_shift", "forces", "config")}
     atom_offset = grain_offset = 0
     for k, c in enumerate(configs):
         g = c.graph
@@ -221,12 +225,15 @@ def collate(configs: Sequence[Config], elements: Sequence[int], dtype: torch.dty
         parts["edge_src"].append(g["edge_src"] + grain_offset)
         parts["edge_dst"].append(g["edge_dst"] + grain_offset)
         parts["edge_shift"].append(g["edge_shift"])
+        parts["pair_i"].append(g["pair_i"] + atom_offset)
+        parts["pair_j"].append(g["pair_j"] + atom_offset)
+        parts["pair_shift"].append(g["pair_shift"])
         parts["forces"].append(c.forces)
         parts["config"].append(torch.full((c.n_grains,), k, dtype=torch.long))
         atom_offset += len(c.numbers)
         grain_offset += c.n_grains
     batch = {k: torch.cat(v) for k, v in parts.items()}
-    for k in ("positions", "unwrap_shift", "edge_shift", "forces"):
+    for k in ("positions", "unwrap_shift", "edge_shift", "pair_shift", "forces"):
         batch[k] = batch[k].to(dtype)
     batch["n_grains"] = grain_offset
     batch["energy"] = torch.tensor([c.energy for c in configs], dtype=dtype)
@@ -239,7 +246,8 @@ def predict(model, batch: Dict[str, torch.Tensor], create_graph: bool = False):
     positions = batch["positions"].clone().requires_grad_(True)
     grain_energy = model(positions, batch["species"], batch["grain"], batch["n_grains"],
                          batch["unwrap_shift"], batch["intra_src"], batch["intra_dst"],
-                         batch["edge_src"], batch["edge_dst"], batch["edge_shift"])
+                         batch["edge_src"], batch["edge_dst"], batch["edge_shift"],
+                         batch["pair_i"], batch["pair_j"], batch["pair_shift"])
     energy = torch.zeros(len(batch["energy"]), dtype=grain_energy.dtype).index_add(
         0, batch["config"], grain_energy)
     forces, = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)

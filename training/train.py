@@ -89,8 +89,12 @@ def prepare(config: Dict[str, Any]) -> Dict[str, Any]:
             raise DataError(f"option 'atomic_energies' lacks atomic numbers {missing}")
         atomic_energies = [by_number[z] for z in elements]
 
-    hp = dict(initial.hyperparameters, contact_radii=None) if initial is not None else dict(config["model"])
-    attach_graphs(train_set + valid, float(hp.get("grain_cutoff", DEFAULT_HYPERPARAMETERS["grain_cutoff"])))
+    if initial is not None:  # fine-tuning: the initial model's hyperparameters, new terms from 'model'
+        hp = dict(initial.hyperparameters, contact_radii=None, **config["model"])
+    else:
+        hp = dict(config["model"])
+    attach_graphs(train_set + valid, float(hp.get("grain_cutoff", DEFAULT_HYPERPARAMETERS["grain_cutoff"])),
+                  float(hp.get("pair_cutoff", DEFAULT_HYPERPARAMETERS["pair_cutoff"])))
     n_atoms = sum(len(c.numbers) for c in train_set)
     n_grains = sum(c.n_grains for c in train_set)
     hp.setdefault("avg_intra_neighbors", max(1.0, sum(len(c.graph["intra_src"]) for c in train_set) / n_atoms))
@@ -108,7 +112,10 @@ def new_model(data: Dict[str, Any], dtype: torch.dtype) -> CGAAModel:
     """A model as ``data`` describes it: fresh weights, or those of ``init_model``."""
     model = CGAAModel(data["elements"], data["atomic_energies"], **data["hyperparameters"]).to(dtype)
     if data["initial_state"] is not None:
-        model.load_state_dict(data["initial_state"])
+        missing, unexpected = model.load_state_dict(data["initial_state"], strict=False)
+        if unexpected or any(not key.startswith("pair.") for key in missing):
+            raise DataError(f"init_model does not fit these hyperparameters (missing {missing}, "
+                            f"unexpected {unexpected})")
     return model
 
 
@@ -268,7 +275,7 @@ def export(config, data, ema, best_path, log, dtype) -> Dict[str, Any]:
     learning_curve_plot(log, os.path.join(run_dir, "learning_curve.png"))
     if config["test_file"]:
         test = read_data(config, config["test_file"])
-        attach_graphs(test, ema.grain_cutoff)
+        attach_graphs(test, ema.grain_cutoff, ema.pair_cutoff)
         errors, arrays = evaluate(ema, test, elements, dtype, return_arrays=True)
         metadata["test_errors"] = dict(errors, file=os.path.basename(config["test_file"]), n_configs=len(test))
         parity_plot(arrays, errors, os.path.join(run_dir, "parity.png"),
