@@ -50,6 +50,16 @@ def run_evaluation(args) -> None:
         sys.exit(f"cgaa-openmm evaluate: {error}")
 
 
+def run_generation(args) -> None:
+    """Sample a peptide with amber14 MD and label the frames with GFN2-xTB (options: ``training.peptides``)."""
+    from training.label import LabelError
+    from training.peptides import GenerationError, main
+    try:
+        main(args)
+    except (GenerationError, LabelError, FileNotFoundError) as error:
+        sys.exit(f"cgaa-openmm generate-data: {error}")
+
+
 def run_clusters(args) -> None:
     """Cut clusters from a liquid's frames (``training.clusters.liquid_clusters``)."""
     from ase.io import write
@@ -134,6 +144,15 @@ def main(argv=None) -> None:
     add_arguments(evaluate)
     evaluate.set_defaults(run=run_evaluation)
 
+    from training.peptides import add_arguments as add_generation_arguments
+    generate = commands.add_parser(
+        "generate-data", help="GFN2-xTB data of a peptide: amber14 MD, residue grains, tblite labels",
+        description="Sample a capped peptide with OpenMM (amber14, implicit or explicit water, several "
+                    "temperatures and seeds), cut each frame (peptide alone or with its nearest waters), "
+                    "label it with GFN2-xTB (tblite) and append it to an extended XYZ file with a per-atom "
+                    "'residue' column (the grain). Run the same command again to resume.")
+    add_generation_arguments(generate)
+    generate.set_defaults(run=run_generation)
 
     clusters = commands.add_parser(
         "clusters", help="cut molecule clusters from liquid frames (extended XYZ with molID, for labelling)",

@@ -24,7 +24,7 @@ from typing import List, Optional
 import torch
 from e3nn import o3
 
-from .blocks import BesselBasis, ContactRepulsion, GaussianBasis, Interaction, PairPotential, hidden_irreps
+from .blocks import BesselBasis, ContactRepulsion, GaussianBasis, Interaction, PairPotential, PairRepulsion, hidden_irreps
 from .graph import grain_centres
 
 DEFAULT_HYPERPARAMETERS = dict(
@@ -46,8 +46,9 @@ DEFAULT_HYPERPARAMETERS = dict(
     contact_radii=None,    # Å, per element pair (elements order): wall radius between atoms of different grains
     contact_fraction=0.7,  # training sets contact_radii to this fraction of the closest contacts in the data
     contact_strength=100.0,  # eV, prefactor of the contact wall (see blocks.ContactRepulsion)
-    pair_cutoff=0.0,       # Å, learned two-body term between atoms of different grains (0: none;
-                           # see blocks.PairPotential)
+    pair_cutoff=0.0,       # Å, learned two-body term between atoms of different grains (0: none)
+    pair_kind="repulsive",  # blocks.PairRepulsion (>= 0 everywhere) or "signed" (blocks.PairPotential:
+                            # can bind grains, e.g. residues, but is unbounded below the data's distances)
 )
 
 
@@ -108,7 +109,10 @@ class CGAAModel(torch.nn.Module):
             raise ValueError(f"contact_radii must be a {len(self.elements)}x{len(self.elements)} list of lists (Å)")
         self.contact = ContactRepulsion(radii.to(torch.get_default_dtype()), float(hp["contact_strength"]))
         self.pair_cutoff = float(hp["pair_cutoff"])
-        self.pair = PairPotential(len(self.elements), self.pair_cutoff) if self.pair_cutoff > 0 else None
+        if hp["pair_kind"] not in ("repulsive", "signed"):
+            raise ValueError(f"pair_kind must be 'repulsive' or 'signed', not {hp['pair_kind']!r}")
+        pair_class = PairRepulsion if hp["pair_kind"] == "repulsive" else PairPotential
+        self.pair = pair_class(len(self.elements), self.pair_cutoff) if self.pair_cutoff > 0 else None
         width = int(hp["readout_hidden"])
         self.grain_readout = torch.nn.Sequential(
             torch.nn.Linear(self.channels, width), torch.nn.SiLU(), torch.nn.Linear(width, 1))

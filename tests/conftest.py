@@ -37,7 +37,7 @@ def make_model(seed=0, **hp):
     model.energy_scale = 3.0
     if model.pair is not None:  # the pair term starts at zero: give it weights of its own
         with torch.no_grad():
-            model.pair.weights.normal_(0.0, 0.3)
+            model.pair.theta.normal_(0.0, 0.05)
     return model.eval()
 
 

@@ -44,7 +44,7 @@ def test_wall_pushes_overlapping_molecules_apart(clusters):
     potential = CGAAPotential.load("carbonates-xtb")
     potential.model.double()
     energies = []
-    for gap in (1.6, 1.2, 0.8):
+    for gap in (0.8, 0.6, 0.4):   # Å; the radii are 0.7 x the closest contacts in the data (0.6-1.3 Å)
         atoms = pushed_together(clusters[1], gap)
         module = potential.createModule(topology_from_atoms(atoms))
         pos = torch.tensor(atoms.positions / 10.0, requires_grad=True)   # nm

@@ -158,20 +158,21 @@ def test_intra_pairs():
     assert set(zip(src.tolist(), dst.tolist())) == expected and len(src) == len(expected)
 
 
-def test_pair_term_sums_smooth_pairs_of_atoms_in_different_grains(clusters):
+def test_pair_term_sums_smooth_repulsive_pairs_of_atoms_in_different_grains(clusters):
     atoms = clusters[1]
     model = make_model(seed=4)
     module = make_module(atoms, model)
     e_with, _ = energy_forces(module, atoms.positions)
-    weights = model.pair.weights.detach().clone()
+    theta = model.pair.theta.detach().clone()
     with torch.no_grad():
-        model.pair.weights.zero_()
+        model.pair.theta.fill_(-1e3)   # w = softplus(-1e4) = 0
     e_without, _ = energy_forces(module, atoms.positions)
     with torch.no_grad():
-        model.pair.weights.copy_(weights)
+        model.pair.theta.copy_(theta)
     # By hand: every pair of atoms in different molecules closer than the cutoff, counted once.
     species = [[1, 6, 8].index(int(z)) for z in atoms.numbers]
-    w = 0.5 * (weights + weights.transpose(0, 1)).numpy()
+    symmetric = 0.5 * (theta + theta.transpose(0, 1)).numpy()
+    w = np.log1p(np.exp(model.pair.gain * symmetric))       # softplus: every weight >= 0
     decays, rc, r_ref = model.pair.decays.numpy(), model.pair.cutoff, model.pair.reference
     expected, n_pairs = 0.0, 0
     for i, j in itertools.combinations(range(len(atoms)), 2):
@@ -186,3 +187,12 @@ def test_pair_term_sums_smooth_pairs_of_atoms_in_different_grains(clusters):
     pair = model.pair(r, torch.tensor([2, 2]), torch.tensor([0]), torch.tensor([1]), torch.zeros(1, 3, dtype=torch.float64))
     force, = torch.autograd.grad(pair.sum(), r)
     assert abs(pair.item()) < 1e-6 and force.abs().max() < 1e-4
+    # Repulsive at every distance, for every element pair, whatever the weights: E > 0, dE/dr < 0.
+    r = torch.linspace(0.2, rc, 200, dtype=torch.float64, requires_grad=True)
+    for a, b in itertools.product(range(3), repeat=2):
+        positions = torch.stack([torch.zeros_like(r), r], 1).unsqueeze(-1) * torch.tensor([1.0, 0.0, 0.0])
+        energies = model.pair(positions.reshape(-1, 3), torch.tensor([a, b] * len(r)),
+                              torch.arange(0, 2 * len(r), 2), torch.arange(1, 2 * len(r), 2),
+                              torch.zeros(len(r), 3, dtype=torch.float64))
+        slope, = torch.autograd.grad(energies.sum(), r)
+        assert (energies[:-1] > 0).all() and (slope[:-1] < 0).all()

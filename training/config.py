@@ -66,7 +66,7 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
 }
 
 #: Hyperparameters a fine-tuning config may set: terms added to, or refit on, the initial model.
-FINE_TUNING_HYPERPARAMETERS = ("pair_cutoff", "contact_fraction", "contact_strength")
+FINE_TUNING_HYPERPARAMETERS = ("pair_cutoff", "pair_kind", "contact_fraction", "contact_strength")
 
 PATH_KEYS = ("train_file", "valid_file", "test_file", "topology_file", "output", "run_dir")
 CHOICES = {

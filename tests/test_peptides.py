@@ -1,0 +1,206 @@
+"""Peptide data generation (``cgaa-openmm generate-data``): labels equal a direct tblite call,
+interrupted runs resume without duplicates, residues (caps included) are the grains, and a model
+applied to a residue or element it was not trained on fails with a clear error. Tiny cases only."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from ase import units
+from ase.io import read, write
+
+import training.label
+import training.peptides
+from cgaa_openmm.grains import hill_formula
+from cgaa_openmm.model import CGAAModel
+from cgaa_openmm.potential import CGAAPotential, TopologyMismatchError
+from training.config import load_config
+from training.data import read_configs, topology_grains
+from training.peptides import GenerationError, generate, peptide_path
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = dict(interval=0.02, equilibration=0.02, progress=False)
+
+
+def ids(path):
+    return [a.info["label_id"] for a in read(path, index=":")]
+
+
+@pytest.fixture(scope="module")
+def dipeptide(tmp_path_factory):
+    """Four labelled frames of ACE-ALA-NME: two temperatures, two frames each."""
+    output = str(tmp_path_factory.mktemp("ala") / "ala.xyz")
+    generate("ace-ala-nme", output, temperatures=[300, 400], frames=2, **FAST)
+    return output
+
+
+def test_labels_match_a_direct_tblite_call(dipeptide):
+    from tblite.interface import Calculator
+    frames = read(dipeptide, index=":")
+    assert len(frames) == 4 and len(set(ids(dipeptide))) == 4
+    for atoms in frames:
+        calc = Calculator("GFN2-xTB", atoms.numbers, atoms.positions / units.Bohr)
+        calc.set("verbosity", 0)
+        result = calc.singlepoint()
+        energy = result.get("energy") * units.Hartree
+        forces = -result.get("gradient") * units.Hartree / units.Bohr
+        assert atoms.info["energy_xtb"] == pytest.approx(energy, abs=1e-6)
+        np.testing.assert_allclose(atoms.arrays["forces_xtb"], forces, atol=1e-6)
+        assert atoms.info["charge"] == 0
+    record = json.load(open(dipeptide + ".json"))
+    generation = record["generation"]
+    assert generation["n_configs"] == 4 and generation["residues"] == ["ACE", "ALA", "NME"]
+    assert {"openmm", "tblite", "ase"} <= set(generation["versions"]) and "tblite" in record["versions"]
+    assert os.path.exists(dipeptide[:-4] + ".pdb")
+
+
+def test_resume_labels_only_what_is_missing(dipeptide, tmp_path, monkeypatch):
+    """An interruption after two of four labels: the rerun samples nothing and labels two."""
+    output = str(tmp_path / "ala.xyz")
+    write(output, read(dipeptide, index=":2"), format="extxyz")
+    os.symlink(dipeptide[:-4] + "_sampling", output[:-4] + "_sampling")
+    stages, labelled = [], []
+    monkeypatch.setattr(training.peptides, "run_stage", lambda job: stages.append(job))
+    original = training.label._label_one
+    monkeypatch.setattr(training.label, "_label_one", lambda job: labelled.append(job[0]) or original(job))
+    generate("ace-ala-nme", output, temperatures=[300, 400], frames=2, **FAST)
+    assert stages == [] and len(labelled) == 2
+    assert sorted(ids(output)) == sorted(ids(dipeptide))
+    np.testing.assert_allclose([a.info["energy_xtb"] for a in read(output, index=":")],
+                               [a.info["energy_xtb"] for a in read(dipeptide, index=":")])
+
+
+def test_changed_sampling_settings_are_refused(dipeptide, tmp_path):
+    output = str(tmp_path / "ala.xyz")
+    os.symlink(dipeptide[:-4] + "_sampling", output[:-4] + "_sampling")
+    with pytest.raises(GenerationError, match="other settings.*frames"):
+        generate("ace-ala-nme", output, temperatures=[300], frames=3, **FAST)
+
+
+def test_killed_generation_resumes_without_duplicates(tmp_path):
+    output = tmp_path / "ala.xyz"
+    command = [sys.executable, "-m", "cgaa_openmm.cli", "generate-data", "ace-ala-nme", "--output", str(output),
+               "--frames", "60", "--interval", "0.01", "--equilibration", "0", "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while process.poll() is None and time.time() < deadline:
+        if output.exists() and output.read_text().count("Properties=") >= 3:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    process.wait()
+    interrupted = len(ids(str(output)))
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    done = ids(str(output))
+    assert 3 <= interrupted < 60, "the first run was not interrupted while labelling"
+    assert len(done) == 60 and len(set(done)) == 60, (interrupted, len(done))
+    assert json.load(open(str(output) + ".json"))["generation"]["runs"][-1]["new_stages"] == 0
+
+
+@pytest.fixture(scope="module")
+def pentapeptide(tmp_path_factory):
+    output = str(tmp_path_factory.mktemp("penta") / "penta.xyz")
+    generate("ace-sfvgt-nme", output, temperatures=[300], frames=1, **FAST)
+    return output
+
+
+def test_residues_are_the_grains_caps_included(pentapeptide):
+    from openmm import app
+    topology = app.PDBFile(pentapeptide[:-4] + ".pdb").topology
+    names = [r.name for r in topology.residues()]
+    assert names == ["ACE", "SER", "PHE", "VAL", "GLY", "THR", "NME"]
+    atoms = read(pentapeptide)
+    expected = [atom.residue.index for atom in topology.atoms()]
+    assert atoms.arrays["residue"].tolist() == expected
+    numbers, residue = topology_grains(pentapeptide[:-4] + ".pdb")
+    assert (numbers == atoms.numbers).all() and residue.tolist() == expected
+    for grains in ("topology", "column"):
+        config, = read_configs(pentapeptide, grains=grains, grain_key="residue",
+                               topology_file=pentapeptide[:-4] + ".pdb", grain_span=5.0)
+        formulas = [hill_formula(config.numbers[config.grain == g]) for g in range(config.n_grains)]
+        assert formulas == ["C2H3O", "C3H5NO2", "C9H9NO", "C5H9NO", "C2H3NO", "C4H7NO2", "CH4N"]
+
+
+def test_waters_within_the_radius_are_whole_grains(tmp_path):
+    output = str(tmp_path / "wet.xyz")
+    generate("ace-ala-nme", output, frames=1, solvent="explicit", padding=0.8, cutoff=0.7, water_radius=3.0,
+             max_waters=6, **FAST)
+    atoms = read(output)
+    residue = atoms.arrays["residue"]
+    assert residue[:22].tolist() == [0] * 6 + [1] * 10 + [2] * 6
+    waters = residue[22:]
+    assert len(waters) == 3 * atoms.info["n_waters"] and 1 <= atoms.info["n_waters"] <= 6
+    assert waters.tolist() == [3 + k // 3 for k in range(len(waters))]
+    assert "".join(atoms.get_chemical_symbols()[22:]) == "OHH" * atoms.info["n_waters"]
+    d = atoms.get_all_distances()
+    for w in range(atoms.info["n_waters"]):
+        rows = np.flatnonzero(residue == 3 + w)
+        assert d[np.ix_(rows, rows)].max() < 1.7                      # whole, unwrapped molecule
+        assert d[np.ix_(rows, np.arange(22))].min() < 3.0             # within the radius of the peptide
+
+
+def test_water_needs_explicit_solvent(tmp_path):
+    with pytest.raises(GenerationError, match="explicit"):
+        generate("ace-ala-nme", str(tmp_path / "x.xyz"), water_radius=3.0, **FAST)
+    with pytest.raises(GenerationError, match="neither a PDB file nor a shipped peptide"):
+        peptide_path("ace-xyz-nme")
+
+
+def potential_for(elements, formulas):
+    torch.manual_seed(0)
+    model = CGAAModel(elements, [0.0] * len(elements), channels=4, lmax=1, n_radial=4, radial_hidden=8).double()
+    return CGAAPotential(model.eval(), dict(grains="residue", grain_formulas=formulas))
+
+
+def test_a_residue_the_model_was_not_trained_on_is_an_error():
+    from openmm import app
+    dipeptide = app.PDBFile(peptide_path("ace-ala-nme")).topology
+    pentapeptide = app.PDBFile(peptide_path("ace-sfvgt-nme")).topology
+    trained = ["C2H3O", "C3H5NO", "CH4N"]                           # ACE, ALA, NME
+    potential = potential_for([1, 6, 7, 8], trained)
+    potential.createModule(dipeptide)                                 # every residue known: fine
+    with pytest.raises(TopologyMismatchError, match=r"residue SER 2 has formula C3H5NO2, which is not a grain"):
+        potential.createModule(pentapeptide)
+    potential.createModule(pentapeptide, allowUnknownGrains=True)     # explicit opt-in to extrapolate
+    with pytest.raises(TopologyMismatchError, match=r"is N, an element this model does not know"):
+        potential_for([1, 6, 8], trained).createModule(dipeptide)
+
+
+def test_peptide_configs_are_valid():
+    for name in ("peptide-ala-residue.yaml", "peptide-ala-atom.yaml"):
+        config = load_config(os.path.join(ROOT, "training", "configs", name))
+        assert config["threads"] == 1
+        assert config["grains"] == ("topology" if "residue" in name else "atom")
+
+
+def test_shipped_peptide_model_in_water_keeps_its_bonds():
+    """The shipped residue-grain model of ACE-ALA-NME models the peptide inside TIP3P water (ML/MM):
+    after minimisation and a few MD steps the peptide's bonds, the inter-residue ones included, hold."""
+    import openmm
+    from openmm import app, unit
+    torch.set_num_threads(1)
+    pdb = app.PDBFile(peptide_path("ace-ala-nme"))
+    forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    modeller.addSolvent(forcefield, model="tip3p", padding=0.6 * unit.nanometer)
+    mm = forcefield.createSystem(modeller.topology, nonbondedMethod=app.CutoffPeriodic,
+                                 nonbondedCutoff=0.6 * unit.nanometer, constraints=app.HBonds)
+    potential = CGAAPotential.load(os.path.join(ROOT, "cgaa_openmm", "models", "ace-ala-nme-xtb.pt"))
+    assert potential.metadata["grains"] == "residue" and potential.model.pair_cutoff > 0
+    system = potential.createMixedSystem(modeller.topology, mm, residues=[0, 1, 2])
+    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.5 * unit.femtosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    context.setPositions(modeller.positions)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 50)
+    integrator.step(10)
+    xyz = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+    bonds = np.array([(a.index, b.index) for a, b in modeller.topology.bonds() if a.residue.index < 3])
+    length = np.linalg.norm(xyz[bonds[:, 0]] - xyz[bonds[:, 1]], axis=1)
+    assert 0.9 < length.min() and length.max() < 1.7
