@@ -126,11 +126,14 @@ class ContactRepulsion(torch.nn.Module):
     def forward(self, positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor,
                 periodic: bool) -> torch.Tensor:
         """Wall energy (eV) of positions (N, 3) Å, in ``cell`` (rows a, b, c; Å) if ``periodic``."""
+        i, j, shift = grain_pairs(positions, grain, cell, periodic, self.cutoff)
+        return self.pair_energy(positions, species, i, j, shift)
+
+    def pair_energy(self, positions: torch.Tensor, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                    shift: torch.Tensor) -> torch.Tensor:
+        """Wall energy (eV) over given pairs of atoms of different grains (any search radius >= ``cutoff``)."""
         if self.cutoff <= 0.0:
             return torch.zeros((), dtype=positions.dtype, device=positions.device)
-        i, j, shift = neighbor_pairs(positions.detach(), cell, periodic, self.cutoff)
-        keep = (grain[i] != grain[j]) & (i < j)
-        i, j, shift = i[keep], j[keep], shift[keep]
         distance = torch.linalg.norm(positions[j] + shift - positions[i], dim=1)
         r0 = self.radii[species[i], species[j]].to(positions.dtype)
         inside = distance < r0
@@ -138,67 +141,66 @@ class ContactRepulsion(torch.nn.Module):
         return self.strength * overlap.pow(3).sum()
 
 
-class PairRepulsion(torch.nn.Module):
-    """A learned, purely repulsive two-body energy between atoms of different grains.
+class ExponentialPairs(torch.nn.Module):
+    """E = sum_pairs f(r) sum_k w_ab,k exp(-alpha_k (r - r_ref)), f(r) = (1 - (r / r_c)^2)^3 for
+    r < r_c: a smooth (C2) sum of exponentials per element pair (a, b) of atoms of different
+    grains, with fixed decay constants alpha_k (1/Å). Subclasses define the weights w (eV)."""
 
-    E = sum_pairs f(r) sum_k w_ab,k exp(-alpha_k (r - r_ref)), f(r) = (1 - (r / r_c)^2)^3 for
-    r < r_c: a smooth (C2) sum of exponentials per element pair (a, b) with fixed decay
-    constants alpha_k (1/Å) and weights w = softplus(gain * theta) >= 0 (eV), so every pair
-    term falls monotonically with r: the exchange repulsion of atoms in contact, which grain
-    messages cannot resolve (they see another grain's atoms only through its multipoles about
-    the grain centre). Attraction is left to the network. The gain lets Adam move theta at the
-    pace of the other weights; theta starts at ``initial`` (w = 0.0067: almost no term).
-    """
-
-    def __init__(self, n_elements: int, cutoff: float, decays=(0.5, 1.0, 2.0, 3.0, 4.5, 6.0),
-                 reference: float = 2.0, gain: float = 10.0, initial: float = -0.5):
+    def __init__(self, cutoff: float, decays=(0.5, 1.0, 2.0, 3.0, 4.5, 6.0), reference: float = 2.0):
         super().__init__()
         self.cutoff = float(cutoff)
         self.reference = float(reference)
-        self.gain = float(gain)
         self.register_buffer("decays", torch.tensor(decays, dtype=torch.get_default_dtype()), persistent=False)
-        self.theta = torch.nn.Parameter(torch.full((n_elements, n_elements, len(decays)), float(initial)))
 
-    def weights(self) -> torch.Tensor:
+    def pair_weights(self) -> torch.Tensor:
         """w (eV), (n_elements, n_elements, n_decays), symmetric in the element pair."""
+        raise NotImplementedError
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                shift: torch.Tensor) -> torch.Tensor:
+        """Energy (eV) of each pair (i, j) of atoms of different grains; pairs at |r_j + shift - r_i|
+        >= cutoff (Å) give exactly zero, so any search radius >= cutoff will do."""
+        distance = torch.linalg.norm(positions[j] + shift - positions[i], dim=1)
+        x = distance / self.cutoff
+        envelope = (1.0 - x * x).clamp(min=0.0).pow(3)
+        basis = torch.exp(-self.decays.to(distance.dtype) * (distance.unsqueeze(1) - self.reference))
+        return envelope * (self.pair_weights()[species[i], species[j]] * basis).sum(1)
+
+
+class PairRepulsion(ExponentialPairs):
+    """A learned, purely repulsive two-body energy between atoms of different grains.
+
+    :class:`ExponentialPairs` with weights w = softplus(gain * theta) >= 0, so every pair term falls
+    monotonically with r: the exchange repulsion of atoms in contact, which grain messages cannot
+    resolve (they see another grain's atoms only through its multipoles about the grain centre).
+    Attraction is left to the network. The gain lets Adam move theta at the pace of the other
+    weights; theta starts at ``initial`` (w = 0.0067: almost no term).
+    """
+
+    def __init__(self, n_elements: int, cutoff: float, gain: float = 10.0, initial: float = -0.5):
+        super().__init__(cutoff)
+        self.gain = float(gain)
+        self.theta = torch.nn.Parameter(torch.full((n_elements, n_elements, len(self.decays)), float(initial)))
+
+    def pair_weights(self) -> torch.Tensor:
         theta = 0.5 * (self.theta + self.theta.transpose(0, 1))
         return torch.nn.functional.softplus(self.gain * theta)
 
-    def forward(self, positions: torch.Tensor, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
-                shift: torch.Tensor) -> torch.Tensor:
-        """Energy (eV) of each pair (i, j): atoms of different grains at |r_j + shift - r_i| < cutoff (Å)."""
-        distance = torch.linalg.norm(positions[j] + shift - positions[i], dim=1)
-        x = distance / self.cutoff
-        envelope = (1.0 - x * x).clamp(min=0.0).pow(3)
-        basis = torch.exp(-self.decays.to(distance.dtype) * (distance.unsqueeze(1) - self.reference))
-        return envelope * (self.weights()[species[i], species[j]] * basis).sum(1)
 
-
-class PairPotential(torch.nn.Module):
+class PairPotential(ExponentialPairs):
     """A learned two-body energy of either sign between atoms of different grains.
 
-    The same sum of exponentials as :class:`PairRepulsion` with free weights w (eV): it can hold
-    grains together (e.g. the peptide bond between residue grains), but it is not bounded below
-    at distances shorter than the data's, where a negative steep term wins.
+    :class:`ExponentialPairs` with free weights: it can hold grains together (e.g. the peptide bond
+    between residue grains), but it is not bounded below at distances shorter than the data's,
+    where a negative steep term wins.
     """
 
-    def __init__(self, n_elements: int, cutoff: float, decays=(0.5, 1.0, 2.0, 3.0, 4.5, 6.0),
-                 reference: float = 2.0):
-        super().__init__()
-        self.cutoff = float(cutoff)
-        self.reference = float(reference)
-        self.register_buffer("decays", torch.tensor(decays, dtype=torch.get_default_dtype()), persistent=False)
-        self.weights = torch.nn.Parameter(torch.zeros(n_elements, n_elements, len(decays)))
+    def __init__(self, n_elements: int, cutoff: float):
+        super().__init__(cutoff)
+        self.weights = torch.nn.Parameter(torch.zeros(n_elements, n_elements, len(self.decays)))
 
-    def forward(self, positions: torch.Tensor, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
-                shift: torch.Tensor) -> torch.Tensor:
-        """Energy (eV) of each pair (i, j): atoms of different grains at |r_j + shift - r_i| < cutoff (Å)."""
-        distance = torch.linalg.norm(positions[j] + shift - positions[i], dim=1)
-        weights = 0.5 * (self.weights + self.weights.transpose(0, 1))
-        x = distance / self.cutoff
-        envelope = (1.0 - x * x).clamp(min=0.0).pow(3)
-        basis = torch.exp(-self.decays.to(distance.dtype) * (distance.unsqueeze(1) - self.reference))
-        return envelope * (weights[species[i], species[j]] * basis).sum(1)
+    def pair_weights(self) -> torch.Tensor:
+        return 0.5 * (self.weights + self.weights.transpose(0, 1))
 
 
 def grain_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor, periodic: bool,

@@ -83,8 +83,11 @@ class CGAAForceModule(torch.nn.Module):
             shift = torch.zeros_like(r)
         centres = grain_centres(r.detach() + shift, self.grain, self.n_grains)
         dst, src, edge_shift = neighbor_pairs(centres, cell, self.periodic, self.cutoff)
-        pair_i, pair_j, pair_shift = grain_pairs(r, self.grain, cell, self.periodic, self.model.pair_cutoff)
+        # One search for the atom pairs of the pair term and of the contact wall (each ignores
+        # pairs beyond its own radius).
+        pair_i, pair_j, pair_shift = grain_pairs(r, self.grain, cell, self.periodic,
+                                                 max(self.model.pair_cutoff, self.model.contact.cutoff))
         energies = self.model(r, self.species, self.grain, self.n_grains, shift,
                               self.intra_src, self.intra_dst, src, dst, edge_shift, pair_i, pair_j, pair_shift)
-        energy = energies.sum() + self.model.contact(r, self.species, self.grain, cell, self.periodic)
+        energy = energies.sum() + self.model.contact.pair_energy(r, self.species, pair_i, pair_j, pair_shift)
         return energy * self.energy_scale
