@@ -121,14 +121,16 @@ def label(frames: Sequence[Atoms], output: str, workers: int = 1, method: str = 
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     bar = tqdm(total=len(frames), initial=len(frames) - len(todo), desc="tblite", unit="config",
                disable=not progress)
+    written = 0
     for label_id, result in results():
         if isinstance(result, str):
             failed[label_id] = result
         else:
             write(output, result, format="extxyz", append=True)
+            written += 1
         bar.update()
     bar.close()
-    record.update(failed=failed, labelled=len(done_ids(output)),
+    record.update(failed=failed, labelled=len(done) + written,
                   seconds_this_run=round(time.perf_counter() - start, 2))
     with open(record_path, "w") as handle:
         json.dump(record, handle, indent=1)
