@@ -1,5 +1,5 @@
 """The ``cgaa-openmm`` command: ``simulate`` (MD with a CGAA model), ``analyze``, ``train``, ``evaluate``,
-and the data makers ``clusters`` and ``label``."""
+and the data makers ``clusters``, ``boxes`` and ``label``."""
 import argparse
 import os
 import sys
@@ -72,6 +72,23 @@ def run_clusters(args) -> None:
                                seed=args.seed, scale=tuple(args.scale), skip=args.skip, prefix=args.prefix)
     write(args.output, clusters, format="extxyz")
     print(f"{len(clusters)} clusters ({sum(len(c) for c in clusters)} atoms) -> {args.output}")
+
+
+def run_boxes(args) -> None:
+    """Periodic liquid frames, rigidly rescaled (``training.boxes.liquid_boxes``)."""
+    from ase.io import write
+
+    from training.boxes import liquid_boxes
+    for path in [args.topology] + ([args.trajectory] if args.trajectory else []):
+        if not os.path.exists(path):
+            sys.exit(f"cgaa-openmm boxes: file not found: {path}")
+    try:
+        boxes = liquid_boxes(args.topology, args.trajectory, args.n, scale=tuple(args.scale), seed=args.seed,
+                             skip=args.skip, prefix=args.prefix, min_edge=args.min_edge)
+    except ValueError as error:
+        sys.exit(f"cgaa-openmm boxes: {error}")
+    write(args.output, boxes, format="extxyz")
+    print(f"{len(boxes)} boxes ({len(boxes[0])} atoms each) -> {args.output}")
 
 
 def run_labelling(args) -> None:
@@ -172,6 +189,24 @@ def main(argv=None) -> None:
     clusters.add_argument("--seed", type=int, default=0)
     clusters.add_argument("--prefix", default="cluster", help="label_id prefix (unique across files)")
     clusters.set_defaults(run=run_clusters)
+
+    boxes = commands.add_parser(
+        "boxes", help="periodic liquid frames, rigidly rescaled like a barostat move (extended XYZ, for labelling)",
+        description="Random frames of a periodic liquid; each frame's molecule centres and box are scaled by "
+                    "a factor drawn from --scale, molecules kept rigid (the move of a Monte Carlo barostat).")
+    boxes.add_argument("topology", help="PDB with bonds and box (e.g. topology.pdb written by simulate)")
+    boxes.add_argument("trajectory", nargs="?", help="DCD or other mdtraj trajectory (default: the "
+                                                     "topology's coordinates)")
+    boxes.add_argument("-o", "--output", required=True, help="extended XYZ to write")
+    boxes.add_argument("--n", type=int, default=50, help="number of boxes")
+    boxes.add_argument("--scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX"),
+                       help="length scale factor range (0.97 1.10: about 1.1x to 0.75x the density)")
+    boxes.add_argument("--min-edge", type=float, default=0.0,
+                       help="Å; refuse boxes with a shorter edge (twice the model's cutoff)")
+    boxes.add_argument("--skip", type=int, default=0, help="leading frames not used")
+    boxes.add_argument("--seed", type=int, default=0)
+    boxes.add_argument("--prefix", default="box", help="label_id prefix (unique across files)")
+    boxes.set_defaults(run=run_boxes)
 
     from training.label import add_arguments as label_arguments
     labelling = commands.add_parser("label", help="GFN2-xTB energies and forces with tblite (resumable)")

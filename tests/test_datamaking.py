@@ -11,6 +11,7 @@ from ase.io import read, write
 
 from cgaa_openmm.modelfile import load_model
 from cgaa_openmm.potential import resolve_model_path
+from training.boxes import liquid_boxes, scale_molecules
 from training.clusters import cut_cluster, liquid_clusters, minimum_image
 from training.config import ConfigError, load_config
 from training.evaluate import evaluate_file
@@ -125,6 +126,37 @@ def test_compressed_liquid_clusters_move_rigid_molecules_closer():
             return np.average(atoms.positions[rows], axis=0, weights=atoms.get_masses()[rows])
         for g in range(1, grain.max() + 1):   # molID 0 is the centre molecule
             np.testing.assert_allclose(com(b, g) - com(b, 0), 0.8 * (com(a, g) - com(a, 0)), atol=1e-4)  # ASE vs mdtraj masses
+
+
+def test_box_scaling_is_a_barostat_move():
+    """Molecules stay rigid, their centres keep their fractional coordinates, the box scales."""
+    rng = np.random.default_rng(5)
+    box = np.array([[12.0, 0, 0], [1.0, 13.0, 0], [-0.5, 0.7, 14.0]])
+    shape = rng.normal(scale=0.8, size=(4, 3))
+    centres = rng.uniform(0, 1, size=(20, 3)) @ box
+    positions = (centres[:, None, :] + shape[None]).reshape(-1, 3)
+    positions -= np.floor(positions @ np.linalg.inv(box)) @ box     # wrapped: molecules split
+    molecule = np.repeat(np.arange(20), 4)
+    scaled, new_box = scale_molecules(positions, molecule, box, 1.07)
+    np.testing.assert_allclose(new_box, 1.07 * box)
+    for m in range(20):
+        rows = scaled[molecule == m]
+        np.testing.assert_allclose(rows - rows[0], shape - shape[0], atol=1e-9)
+        frac_new = rows.mean(0) @ np.linalg.inv(new_box)
+        frac_old = (centres[m] + shape.mean(0)) @ np.linalg.inv(box)
+        delta = frac_new - frac_old
+        np.testing.assert_allclose(delta, np.round(delta), atol=1e-9)
+
+
+def test_liquid_boxes_are_periodic_scaled_frames():
+    boxes = liquid_boxes(EXAMPLE, None, 3, scale=(0.98, 1.1), seed=1, prefix="b")
+    edge = 20.165
+    for atoms in boxes:
+        assert atoms.pbc.all() and atoms.info["label_id"].startswith("b-")
+        assert np.diag(atoms.cell) == pytest.approx([edge * atoms.info["scale"]] * 3, abs=2e-3)
+        assert atoms.arrays["molID"].max() == 59 and len(atoms) == 800
+    with pytest.raises(ValueError, match="box edge"):
+        liquid_boxes(EXAMPLE, None, 1, scale=(0.5, 0.5), min_edge=12.0)
 
 
 def test_clusters_and_label_commands(tmp_path):
