@@ -8,7 +8,11 @@ the deployed TorchForce). The energy change with volume is what decides the baro
 a model with the wrong E(V) slope settles at the wrong density.
 
 Writes ``OUTPUT/eos.json`` (per frame and scale: density g/mL, xTB and model energies in eV,
-and per model the RMSE of E(s) - E(1) in meV/molecule) and ``OUTPUT/eos.png``.
+and per model the RMSE of E(s) - E(1) in meV/molecule) and ``OUTPUT/eos.png``. With scales 0.99
+and 1.01 it also gives each frame's configurational pressure, -dE/dV by central difference in
+bar (the virial of rigid molecules; the ideal-gas term N_molecules kT/V, the same for every
+model, is left out), for xTB and each model: a model whose pressure is right at every density
+has the right NPT density.
 
 Usage::
 
@@ -26,6 +30,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 AVOGADRO = 6.02214076e23
 KJ_PER_MOL_PER_EV = 96.48533212
+BAR_PER_EV_PER_A3 = 1.602176634e6
+
+
+def pressure(energy: np.ndarray, volume: np.ndarray, scales, low: float = 0.99, high: float = 1.01):
+    """Configurational pressure (bar) per frame, -dE/dV from the ``low`` and ``high`` scale columns.
+
+    ``energy`` (frames, scales) eV, ``volume`` (frames, scales) Å^3; None without those scales.
+    """
+    if low not in scales or high not in scales:
+        return None
+    a, b = scales.index(low), scales.index(high)
+    return -(energy[:, b] - energy[:, a]) / (volume[:, b] - volume[:, a]) * BAR_PER_EV_PER_A3
 
 
 def model_energies(model: str, topology_file: str, boxes) -> np.ndarray:
@@ -53,8 +69,9 @@ def main(argv=None) -> None:
     parser.add_argument("--model", action="append", required=True, help="model file or name (repeatable)")
     parser.add_argument("--frames", type=int, default=3, help="frames, evenly spaced over the trajectory")
     parser.add_argument("--skip", type=int, default=0, help="leading frames not used (equilibration)")
-    parser.add_argument("--scales", type=float, nargs="+", default=[0.96, 0.98, 1.0, 1.02, 1.04, 1.07, 1.10],
-                        help="length scale factors (1.0 is needed: energies are relative to it)")
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.96, 0.98, 0.99, 1.0, 1.01, 1.02, 1.04, 1.07, 1.10],
+                        help="length scale factors (1.0 is needed: energies are relative to it; with "
+                             "0.99 and 1.01 the pressure is reported too)")
     parser.add_argument("--workers", type=int, default=2, help="tblite processes")
     parser.add_argument("--output", required=True, help="output directory")
     args = parser.parse_args(argv)
@@ -96,12 +113,17 @@ def main(argv=None) -> None:
     e_xtb = np.array([xtb[b.info["label_id"]] for b in boxes]).reshape(len(frames), len(args.scales))
     density = np.array([mass / AVOGADRO / abs(np.linalg.det(b.cell)) * 1e24 for b in boxes]
                        ).reshape(len(frames), len(args.scales))
+    volume = np.array([abs(np.linalg.det(b.cell)) for b in boxes]).reshape(len(frames), len(args.scales))
     ref = args.scales.index(1.0)
     n_mol = len(molecules)
     rel_xtb = (e_xtb - e_xtb[:, ref:ref + 1]) / n_mol * 1000  # meV/molecule
     results = {"topology": args.topology, "trajectory": args.trajectory, "frames": frames.tolist(),
                "scales": args.scales, "molecules": n_mol, "density_g_per_ml": density.tolist(),
                "xtb_energy_eV": e_xtb.tolist(), "models": {}}
+    p_xtb = pressure(e_xtb, volume, args.scales)
+    if p_xtb is not None:
+        results["xtb_pressure_bar"] = p_xtb.tolist()
+        print("xTB pressure (bar) per frame:", " ".join(f"{p:+.0f}" for p in p_xtb))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot(density.T, rel_xtb.T, "k-o", ms=3, lw=1)
     ax.plot([], [], "k-o", ms=3, label="GFN2-xTB")
@@ -111,6 +133,10 @@ def main(argv=None) -> None:
         rmse = float(np.sqrt(np.mean((rel - rel_xtb) ** 2)))
         results["models"][name] = {"energy_eV": e_model.tolist(), "relative_rmse_meV_per_molecule": rmse}
         print(f"{name}: E(s) - E(1) RMSE vs xTB {rmse:.1f} meV/molecule")
+        p_model = pressure(e_model, volume, args.scales)
+        if p_model is not None:
+            results["models"][name]["pressure_bar"] = p_model.tolist()
+            print(f"{name}: pressure (bar) per frame:", " ".join(f"{p:+.0f}" for p in p_model))
         ax.plot(density.T, rel.T, "--", color=colour, lw=1)
         ax.plot([], [], "--", color=colour, label=os.path.basename(name))
     ax.set_xlabel("density (g/mL)")

@@ -1,14 +1,18 @@
-"""Helpers of the benchmark scripts: the fragment grains of the grain-size ablation."""
+"""Helpers of the benchmark scripts: the fragment grains of the grain-size ablation, and the
+equation-of-state benchmark (pressure by central difference, a run on a small periodic box)."""
+import json
 import os
 import sys
 from collections import Counter
 
+import numpy as np
 from ase.io import read
 
 from cgaa_openmm.grains import hill_formula
 from conftest import data_file
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 from accuracy import fragment_ids  # noqa: E402
 
 # Each carbonate splits into its CO3 group and its alkyl parts.
@@ -31,3 +35,34 @@ def test_fragment_grains_split_every_carbonate_into_its_co3_group_and_alkyl_part
                 want[formula] += int(count)
         assert got == want, atoms.info["Comp"]
     assert seen == set(EXPECTED)
+
+
+def test_eos_pressure_is_minus_the_volume_derivative():
+    from eos import BAR_PER_EV_PER_A3, pressure
+    scales = [0.99, 1.0, 1.01]
+    volume = np.array([[990.0, 1000.0, 1010.0], [1900.0, 2000.0, 2100.0]])
+    energy = -0.002 * volume + 5.0                       # eV; dE/dV = -0.002 eV/Å^3
+    np.testing.assert_allclose(pressure(energy, volume, scales), 0.002 * BAR_PER_EV_PER_A3)
+    assert pressure(energy, volume, [0.98, 1.0, 1.02]) is None
+
+
+def test_eos_script_on_a_small_periodic_box(tmp_path):
+    """Three molecules in a 12.5 Å box: xTB and the shipped model at three scales, pressures reported."""
+    sys.path.insert(0, os.path.join(ROOT, "example_systems"))
+    from build_ecemc import molecule_templates, pack, write_pdb
+    from eos import main
+    templates = molecule_templates()
+    placed, edge = pack(templates, {"EC": 2, "EMC": 1}, density=0.24, min_distance=2.0, seed=0)
+    pdb = str(tmp_path / "box.pdb")
+    write_pdb(templates, placed, edge, pdb)
+    main([pdb, pdb, "--model", "carbonates-xtb", "--frames", "1", "--scales", "0.99", "1.0", "1.01",
+          "--workers", "1", "--output", str(tmp_path / "eos")])
+    result = json.load(open(tmp_path / "eos" / "eos.json"))
+    assert result["molecules"] == 3
+    density = np.array(result["density_g_per_ml"][0])
+    np.testing.assert_allclose(density * np.array([0.99, 1.0, 1.01]) ** 3, density[1], rtol=1e-6)
+    e_xtb = np.array(result["xtb_energy_eV"][0])
+    assert np.isfinite(e_xtb).all() and len(set(e_xtb.round(6))) == 3
+    assert np.isfinite(result["xtb_pressure_bar"][0])
+    assert np.isfinite(result["models"]["carbonates-xtb"]["pressure_bar"][0])
+    assert (tmp_path / "eos" / "eos.png").exists()
