@@ -66,3 +66,19 @@ def test_eos_script_on_a_small_periodic_box(tmp_path):
     assert np.isfinite(result["xtb_pressure_bar"][0])
     assert np.isfinite(result["models"]["carbonates-xtb"]["pressure_bar"][0])
     assert (tmp_path / "eos" / "eos.png").exists()
+
+
+def test_first_shell_pairs_are_whole_close_molecules():
+    from dimers import first_shell_pairs
+    example = os.path.join(ROOT, "example_systems", "ecemc.pdb")
+    frames = first_shell_pairs(example, example, radius=5.0, per_kind=3, skip=0, seed=0)
+    by_id = {a.info["label_id"]: a for a in frames}
+    pairs = sorted({a.info["pair"] for a in frames})
+    assert {by_id[f"{p}-d"].info["kind"] for p in pairs} == {"EC-EC", "EC-EMC", "EMC-EMC"}
+    for p in pairs:
+        d, a, b = (by_id[f"{p}-{part}"] for part in "dab")
+        np.testing.assert_allclose(d.positions, np.vstack([a.positions, b.positions]))
+        assert np.linalg.norm(b.positions.mean(0) - a.positions.mean(0)) < 5.0
+        for mol in (a, b):   # whole: every atom within bonding reach of another of its molecule
+            dist = np.linalg.norm(mol.positions[:, None] - mol.positions[None], axis=-1) + 9 * np.eye(len(mol))
+            assert dist.min(1).max() < 1.7
