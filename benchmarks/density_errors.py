@@ -18,7 +18,6 @@ Usage::
         --output benchmarks/results/density_errors
 """
 import argparse
-import json
 import os
 import sys
 
@@ -26,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from eos import AVOGADRO, model_energies  # noqa: E402
+from eos import AVOGADRO, model_energies, save_results  # noqa: E402
 
 
 def isolated_molecules(boxes):
@@ -125,11 +124,7 @@ def main(argv=None) -> None:
     ax.set_xlabel("density (g/mL)")
     ax.set_ylabel("E(model) - E(xTB) (meV/atom)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.output, "density_errors.png"), dpi=150)
-    with open(os.path.join(args.output, "density_errors.json"), "w") as handle:
-        json.dump(results, handle, indent=1)
-    print(f"wrote {args.output}/density_errors.json and density_errors.png")
+    save_results(args.output, "density_errors", results, fig)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Usage::
         --skip 40 --output benchmarks/results/dimers
 """
 import argparse
-import json
 import os
 import sys
 
@@ -27,29 +26,26 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 def first_shell_pairs(topology_file: str, trajectory: str, radius: float, per_kind: int, skip: int, seed: int):
     """ase.Atoms for each chosen pair (``-d``) and its two molecules (``-a``, ``-b``), pair kind in info."""
-    import mdtraj
     from ase import Atoms
 
-    from training.clusters import minimum_image
-    traj = mdtraj.load(trajectory, top=topology_file)
-    molecules = traj.topology.find_molecules()
-    names = [next(iter(m)).residue.name for m in molecules]
-    numbers = np.array([a.element.atomic_number for a in traj.topology.atoms])
+    from training.clusters import load_liquid, minimum_image
+    traj, molecule = load_liquid(topology_file, trajectory, skip)
+    members = [np.flatnonzero(molecule == label) for label in range(int(molecule.max()) + 1)]
+    atoms_list = list(traj.topology.atoms)
+    names = [atoms_list[rows[0]].residue.name for rows in members]
+    numbers = np.array([a.element.atomic_number for a in atoms_list])
     found = {}
-    for f in range(skip, traj.n_frames):
+    for f in range(traj.n_frames):
         box, xyz = 10 * traj.unitcell_vectors[f], 10 * traj.xyz[f]
-        whole = []
-        for m in molecules:
-            rows = np.array([a.index for a in m])
-            whole.append((rows, xyz[rows[0]] + minimum_image(xyz[rows] - xyz[rows[0]], box)))
+        whole = [(rows, xyz[rows[0]] + minimum_image(xyz[rows] - xyz[rows[0]], box)) for rows in members]
         centres = np.array([p.mean(0) for _, p in whole])
-        for i in range(len(molecules)):
-            for j in range(i + 1, len(molecules)):
+        for i in range(len(members)):
+            for j in range(i + 1, len(members)):
                 delta = minimum_image(centres[j] - centres[i], box)
                 if np.linalg.norm(delta) < radius:
                     kind = "-".join(sorted((names[i], names[j])))
                     moved = whole[j][1] + (centres[i] + delta - centres[j])
-                    found.setdefault(kind, []).append((f, whole[i], (whole[j][0], moved)))
+                    found.setdefault(kind, []).append((f + skip, whole[i], (whole[j][0], moved)))
     rng = np.random.default_rng(seed)
     frames = []
     for kind, pairs in sorted(found.items()):
@@ -83,6 +79,7 @@ def main(argv=None) -> None:
     from ase.io import read
 
     from density_errors import molecule_energies
+    from eos import save_results
     from training.label import label
     frames = first_shell_pairs(args.topology, args.trajectory, args.radius, args.per_kind, args.skip, args.seed)
     os.makedirs(args.output, exist_ok=True)
@@ -114,9 +111,7 @@ def main(argv=None) -> None:
             print(f"{name} {k}: n={rows.sum()} xTB {xtb[rows].mean():+.0f}, model {model[rows].mean():+.0f}, "
                   f"error {error[rows].mean():+.0f} ± {error[rows].std():.0f} meV")
         results["models"][name] = {"interaction_meV": model.tolist(), "by_kind": summary}
-    with open(os.path.join(args.output, "dimers.json"), "w") as handle:
-        json.dump(results, handle, indent=1)
-    print(f"wrote {args.output}/dimers.json")
+    save_results(args.output, "dimers", results)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,17 @@ def pressure(energy: np.ndarray, volume: np.ndarray, scales, low: float = 0.99, 
     return -(energy[:, b] - energy[:, a]) / (volume[:, b] - volume[:, a]) * BAR_PER_EV_PER_A3
 
 
+def save_results(output: str, stem: str, results: dict, fig=None) -> None:
+    """Write ``OUTPUT/STEM.json`` and, with a figure, ``OUTPUT/STEM.png``."""
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, f"{stem}.json"), "w") as handle:
+        json.dump(results, handle, indent=1)
+    if fig is not None:
+        fig.tight_layout()
+        fig.savefig(os.path.join(output, f"{stem}.png"), dpi=150)
+    print(f"wrote {output}/{stem}.json" + (f" and {stem}.png" if fig is not None else ""))
+
+
 def model_energies(model: str, topology_file: str, boxes) -> np.ndarray:
     """Energy (eV) of each ase.Atoms box with the CGAA model ``model`` (Reference platform)."""
     import openmm
@@ -81,18 +92,14 @@ def main(argv=None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import mdtraj
+    from ase import Atoms
     from ase.io import read
 
     from training.boxes import scale_molecules
+    from training.clusters import load_liquid
     from training.label import label
-    from ase import Atoms
 
-    traj = mdtraj.load(args.trajectory, top=args.topology)
-    molecule = np.empty(traj.n_atoms, dtype=int)
-    molecules = traj.topology.find_molecules()
-    for k, atoms in enumerate(molecules):
-        molecule[[a.index for a in atoms]] = k
+    traj, molecule = load_liquid(args.topology, args.trajectory)
     numbers = np.array([a.element.atomic_number for a in traj.topology.atoms])
     mass = sum(a.element.mass for a in traj.topology.atoms)  # g/mol
     frames = np.linspace(args.skip, traj.n_frames - 1, args.frames).round().astype(int)
@@ -115,7 +122,7 @@ def main(argv=None) -> None:
                        ).reshape(len(frames), len(args.scales))
     volume = np.array([abs(np.linalg.det(b.cell)) for b in boxes]).reshape(len(frames), len(args.scales))
     ref = args.scales.index(1.0)
-    n_mol = len(molecules)
+    n_mol = int(molecule.max()) + 1
     rel_xtb = (e_xtb - e_xtb[:, ref:ref + 1]) / n_mol * 1000  # meV/molecule
     results = {"topology": args.topology, "trajectory": args.trajectory, "frames": frames.tolist(),
                "scales": args.scales, "molecules": n_mol, "density_g_per_ml": density.tolist(),
@@ -142,11 +149,7 @@ def main(argv=None) -> None:
     ax.set_xlabel("density (g/mL)")
     ax.set_ylabel("E - E(frame) (meV/molecule)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.output, "eos.png"), dpi=150)
-    with open(os.path.join(args.output, "eos.json"), "w") as handle:
-        json.dump(results, handle, indent=1)
-    print(f"wrote {args.output}/eos.json and eos.png")
+    save_results(args.output, "eos", results, fig)
 
 
 if __name__ == "__main__":

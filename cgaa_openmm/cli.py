@@ -60,14 +60,19 @@ def run_generation(args) -> None:
         sys.exit(f"cgaa-openmm generate-data: {error}")
 
 
+def require_frames(args, command: str) -> None:
+    """Exit with a clear message if the topology or trajectory of ``command`` does not exist."""
+    for path in [args.topology] + ([args.trajectory] if args.trajectory else []):
+        if not os.path.exists(path):
+            sys.exit(f"cgaa-openmm {command}: file not found: {path}")
+
+
 def run_clusters(args) -> None:
     """Cut clusters from a liquid's frames (``training.clusters.liquid_clusters``)."""
     from ase.io import write
 
     from training.clusters import liquid_clusters
-    for path in [args.topology] + ([args.trajectory] if args.trajectory else []):
-        if not os.path.exists(path):
-            sys.exit(f"cgaa-openmm clusters: file not found: {path}")
+    require_frames(args, "clusters")
     clusters = liquid_clusters(args.topology, args.trajectory, args.n, args.radius, args.max_molecules,
                                seed=args.seed, scale=tuple(args.scale), skip=args.skip, prefix=args.prefix)
     write(args.output, clusters, format="extxyz")
@@ -79,9 +84,7 @@ def run_boxes(args) -> None:
     from ase.io import write
 
     from training.boxes import liquid_boxes
-    for path in [args.topology] + ([args.trajectory] if args.trajectory else []):
-        if not os.path.exists(path):
-            sys.exit(f"cgaa-openmm boxes: file not found: {path}")
+    require_frames(args, "boxes")
     try:
         boxes = liquid_boxes(args.topology, args.trajectory, args.n, scale=tuple(args.scale), seed=args.seed,
                              skip=args.skip, prefix=args.prefix, min_edge=args.min_edge)

@@ -13,6 +13,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 from ase import Atoms
 
+from training.clusters import load_liquid, minimum_image
+
 
 def scale_molecules(positions: np.ndarray, molecule: np.ndarray, box: np.ndarray, factor: float
                     ) -> Tuple[np.ndarray, np.ndarray]:
@@ -22,7 +24,6 @@ def scale_molecules(positions: np.ndarray, molecule: np.ndarray, box: np.ndarray
     This is the move of OpenMM's ``MonteCarloBarostat``: each molecule keeps its shape and its
     centre moves with the box. Returns the new positions (N, 3) Å and box (3, 3) Å.
     """
-    from training.clusters import minimum_image
     positions = np.array(positions, dtype=float)
     for label in np.unique(molecule):
         rows = np.flatnonzero(molecule == label)
@@ -44,14 +45,9 @@ def liquid_boxes(topology_file: str, trajectory: Optional[str], n_boxes: int,
     fall below ``min_edge`` Å (e.g. twice a model's cutoff) raises ``ValueError``. Returns
     ase.Atoms with ``pbc``, ``cell``, a ``molID`` column, ``label_id``, ``frame`` and ``scale``.
     """
-    import mdtraj
-    frames = mdtraj.load(trajectory, top=topology_file) if trajectory else mdtraj.load(topology_file)
-    frames = frames[skip:]
+    frames, molecule = load_liquid(topology_file, trajectory, skip)
     if frames.unitcell_vectors is None:
         raise ValueError(f"{topology_file}: no periodic box")
-    molecule = np.empty(frames.n_atoms, dtype=int)
-    for label, atoms in enumerate(frames.topology.find_molecules()):
-        molecule[[atom.index for atom in atoms]] = label
     numbers = np.array([atom.element.atomic_number for atom in frames.topology.atoms])
     rng = np.random.default_rng(seed)
     boxes = []

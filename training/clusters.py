@@ -62,6 +62,21 @@ def cut_cluster(positions: np.ndarray, molecule: np.ndarray, centre: Sequence[in
     return indices, result
 
 
+def load_liquid(topology_file: str, trajectory: Optional[str] = None, skip: int = 0):
+    """Frames of a liquid (mdtraj, nm) after ``skip``, and each atom's molecule label (N,) int.
+
+    ``topology_file``: PDB (or any mdtraj topology) with bonds; ``trajectory``: frames (DCD, ...),
+    or None for the topology's own coordinates. Molecules are the bonded groups of the topology.
+    """
+    import mdtraj
+    frames = mdtraj.load(trajectory, top=topology_file) if trajectory else mdtraj.load(topology_file)
+    frames = frames[skip:]
+    molecule = np.empty(frames.n_atoms, dtype=int)
+    for label, atoms in enumerate(frames.topology.find_molecules()):
+        molecule[[atom.index for atom in atoms]] = label
+    return frames, molecule
+
+
 def liquid_clusters(topology_file: str, trajectory: Optional[str], n_clusters: int, radius: float,
                     max_molecules: int, seed: int = 0, scale: Tuple[float, float] = (1.0, 1.0),
                     skip: int = 0, prefix: str = "cluster") -> List[Atoms]:
@@ -74,20 +89,15 @@ def liquid_clusters(topology_file: str, trajectory: Optional[str], n_clusters: i
     molecules; (0.85, 1.0) probes compressed contacts; (1, 1) leaves the frame as it is).
     ``skip`` frames at the start are not used. Returns ase.Atoms with ``molID`` and ``label_id``.
     """
-    import mdtraj
-    frames = mdtraj.load(trajectory, top=topology_file) if trajectory else mdtraj.load(topology_file)
-    frames = frames[skip:]
-    molecules = frames.topology.find_molecules()
-    molecule = np.empty(frames.n_atoms, dtype=int)
-    for label, atoms in enumerate(molecules):
-        molecule[[atom.index for atom in atoms]] = label
+    frames, molecule = load_liquid(topology_file, trajectory, skip)
+    n_molecules = int(molecule.max()) + 1
     numbers = np.array([atom.element.atomic_number for atom in frames.topology.atoms])
     masses = np.array([atom.element.mass for atom in frames.topology.atoms])
     rng = np.random.default_rng(seed)
     clusters = []
     for index in range(n_clusters):
         frame = int(rng.integers(frames.n_frames))
-        centre_molecule = int(rng.integers(len(molecules)))
+        centre_molecule = int(rng.integers(n_molecules))
         box = None if frames.unitcell_vectors is None else 10.0 * frames.unitcell_vectors[frame]
         centre = np.flatnonzero(molecule == centre_molecule)
         atoms, xyz = cut_cluster(10.0 * frames.xyz[frame], molecule, centre, radius, box, max_molecules)
