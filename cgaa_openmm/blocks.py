@@ -188,19 +188,23 @@ class PairRepulsion(ExponentialPairs):
 
 
 class PairPotential(ExponentialPairs):
-    """A learned two-body energy of either sign between atoms of different grains.
+    """A learned two-body energy of either sign between atoms of different grains, with a repulsive core.
 
-    :class:`ExponentialPairs` with free weights: it can hold grains together (e.g. the peptide bond
-    between residue grains), but it is not bounded below at distances shorter than the data's,
-    where a negative steep term wins.
+    :class:`ExponentialPairs` whose weights are free for every decay but the steepest; that one is
+    softplus(gain * theta) >= 0 (as in :class:`PairRepulsion`). The term can hold grains together
+    (e.g. the peptide bond between residue grains), and at distances shorter than the data's, where
+    the steepest exponential wins, it turns repulsive instead of diving into an unphysical well.
     """
 
-    def __init__(self, n_elements: int, cutoff: float):
+    def __init__(self, n_elements: int, cutoff: float, gain: float = 10.0, initial: float = -0.5):
         super().__init__(cutoff)
-        self.weights = torch.nn.Parameter(torch.zeros(n_elements, n_elements, len(self.decays)))
+        self.gain = float(gain)
+        self.weights = torch.nn.Parameter(torch.zeros(n_elements, n_elements, len(self.decays) - 1))
+        self.core = torch.nn.Parameter(torch.full((n_elements, n_elements, 1), float(initial)))
 
     def pair_weights(self) -> torch.Tensor:
-        return 0.5 * (self.weights + self.weights.transpose(0, 1))
+        core = torch.nn.functional.softplus(self.gain * 0.5 * (self.core + self.core.transpose(0, 1)))
+        return torch.cat([0.5 * (self.weights + self.weights.transpose(0, 1)), core], dim=2)
 
 
 def grain_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor, periodic: bool,

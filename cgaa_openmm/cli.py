@@ -94,6 +94,22 @@ def run_boxes(args) -> None:
     print(f"{len(boxes)} boxes ({len(boxes[0])} atoms each) -> {args.output}")
 
 
+def run_frames(args) -> None:
+    """A region of a trajectory's frames with residue grains (``training.peptides.trajectory_configurations``)."""
+    from ase.io import write
+
+    from training.peptides import GenerationError, trajectory_configurations
+    require_frames(args, "frames")
+    try:
+        configs = trajectory_configurations(args.topology, args.trajectory, args.select, skip=args.skip,
+                                            stride=args.stride, prefix=args.prefix, rattle=args.rattle,
+                                            charge=args.charge, seed=args.seed)
+    except GenerationError as error:
+        sys.exit(f"cgaa-openmm frames: {error}")
+    write(args.output, configs, format="extxyz")
+    print(f"{len(configs)} configurations ({len(configs[0])} atoms each) -> {args.output}")
+
+
 def run_labelling(args) -> None:
     """GFN2-xTB energies and forces with tblite (``training.label``)."""
     from training.label import LabelError, main as label_main
@@ -210,6 +226,23 @@ def main(argv=None) -> None:
     boxes.add_argument("--seed", type=int, default=0)
     boxes.add_argument("--prefix", default="box", help="label_id prefix (unique across files)")
     boxes.set_defaults(run=run_boxes)
+
+    frames = commands.add_parser(
+        "frames", help="a region (e.g. the ML region) of trajectory frames, residue grains (extended XYZ, for labelling)",
+        description="The atoms of an mdtraj selection in frames of a trajectory, e.g. the peptide of an ML/MM "
+                    "run, with a per-atom 'residue' column (the grain): the model's own configurations, to "
+                    "label and add to its training data.")
+    frames.add_argument("topology", help="PDB with bonds (e.g. topology.pdb written beside the trajectory)")
+    frames.add_argument("trajectory", help="DCD or other mdtraj trajectory")
+    frames.add_argument("-o", "--output", required=True, help="extended XYZ to write")
+    frames.add_argument("--select", default="protein", help="mdtraj selection of the region (whole molecules)")
+    frames.add_argument("--skip", type=int, default=0, help="leading frames not used")
+    frames.add_argument("--stride", type=int, default=1, help="use every STRIDE-th frame")
+    frames.add_argument("--rattle", type=float, default=0.0, help="Å; add a Gaussian-displaced copy of every frame")
+    frames.add_argument("--charge", type=int, default=0, help="net charge of the region (e)")
+    frames.add_argument("--seed", type=int, default=0, help="seed of the rattle")
+    frames.add_argument("--prefix", default="frame", help="label_id prefix (unique across files)")
+    frames.set_defaults(run=run_frames)
 
     from training.label import add_arguments as label_arguments
     labelling = commands.add_parser("label", help="GFN2-xTB energies and forces with tblite (resumable)")

@@ -48,7 +48,7 @@ DEFAULT_HYPERPARAMETERS = dict(
     contact_strength=100.0,  # eV, prefactor of the contact wall (see blocks.ContactRepulsion)
     pair_cutoff=0.0,       # Å, learned two-body term between atoms of different grains (0: none)
     pair_kind="repulsive",  # blocks.PairRepulsion (>= 0 everywhere) or "signed" (blocks.PairPotential:
-                            # can bind grains, e.g. residues, but is unbounded below the data's distances)
+                            # can bind grains, e.g. residues; repulsive core at short range)
 )
 
 

@@ -204,3 +204,47 @@ def test_shipped_peptide_model_in_water_keeps_its_bonds():
     bonds = np.array([(a.index, b.index) for a, b in modeller.topology.bonds() if a.residue.index < 3])
     length = np.linalg.norm(xyz[bonds[:, 0]] - xyz[bonds[:, 1]], axis=1)
     assert 0.9 < length.min() and length.max() < 1.7
+
+
+def test_frames_cuts_the_selected_residues_of_a_trajectory(tmp_path):
+    """``cgaa-openmm frames``: the selected atoms in Å, grains numbered by residue in topology order,
+    rattled copies displaced, every label_id unique; a selection matching nothing is a clear error."""
+    import mdtraj
+    from training.peptides import trajectory_configurations
+    pdb = peptide_path("ace-sfvgt-nme")
+    frames = mdtraj.load(pdb)
+    frames = mdtraj.Trajectory(frames.xyz + np.random.default_rng(0).normal(scale=0.01, size=(3,) + frames.xyz.shape[1:]),
+                               frames.topology)
+    dcd = str(tmp_path / "run.dcd")
+    frames.save_dcd(dcd)
+    configs = trajectory_configurations(pdb, dcd, "resname PHE VAL", skip=1, rattle=0.05, prefix="run")
+    selected = frames.topology.select("resname PHE VAL")
+    assert [c.info["label_id"] for c in configs] == ["run-00001", "run-00001-rattled", "run-00002", "run-00002-rattled"]
+    np.testing.assert_allclose(configs[2].positions, 10 * frames.xyz[2, selected], atol=1e-4)
+    assert 0.01 < np.abs(configs[3].positions - configs[2].positions).std() < 0.1
+    residues = [frames.topology.atom(int(i)).residue.name for i in selected]
+    assert configs[0].arrays["residue"].tolist() == [0 if name == "PHE" else 1 for name in residues]
+    output = tmp_path / "frames.xyz"
+    subprocess.run([sys.executable, "-m", "cgaa_openmm.cli", "frames", pdb, dcd, "-o", str(output),
+                    "--select", "protein", "--stride", "2"], check=True, cwd=ROOT)
+    written = read(str(output), index=":")
+    assert len(written) == 2 and len(written[0]) == 80 and written[0].arrays["residue"].max() == 6
+    bad = subprocess.run([sys.executable, "-m", "cgaa_openmm.cli", "frames", pdb, dcd, "-o", str(output),
+                          "--select", "resname XYZ"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and "selection 'resname XYZ' matches no atom" in bad.stderr
+
+
+def test_signed_pair_term_has_a_repulsive_core():
+    """blocks.PairPotential: free weights give wells of either sign, but its steepest exponential is
+    kept >= 0, so with the other weights at zero the term is repulsive and monotonic at every r."""
+    from cgaa_openmm.blocks import PairPotential
+    pair = PairPotential(2, 3.0).double()
+    with torch.no_grad():
+        pair.core.normal_()
+    r = torch.linspace(0.3, 2.9, 50, dtype=torch.float64)
+    positions = torch.zeros(100, 3, dtype=torch.float64)
+    positions[50:, 0] = r
+    i, j = torch.arange(50), torch.arange(50, 100)
+    energy = pair(positions, torch.zeros(100, dtype=torch.long), i, j, torch.zeros(50, 3, dtype=torch.float64))
+    assert (energy > 0).all() and (energy.diff() < 0).all()
+    assert (pair.pair_weights()[..., -1] > 0).all()

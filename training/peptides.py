@@ -195,6 +195,45 @@ def frames_to_atoms(stage_file: str, topology, n_peptide: int, charge: int, name
     return configs
 
 
+def trajectory_configurations(topology_file: str, trajectory: str, selection: str = "protein", skip: int = 0,
+                              stride: int = 1, prefix: str = "frame", rattle: float = 0.0, charge: int = 0,
+                              seed: int = 0) -> List:
+    """The atoms of ``selection`` (an mdtraj selection, e.g. an ML region) in frames of a trajectory.
+
+    Each kept frame (after ``skip``, every ``stride``-th) becomes an ``ase.Atoms`` in Å with the
+    per-atom ``residue`` column (the grain: residues of the selection numbered 0, 1, ... in
+    topology order), ``charge`` (e) and a ``label_id`` ``PREFIX-FRAME``, ready for
+    :func:`training.label.label`. The selection must hold whole molecules as the trajectory
+    stores them (OpenMM's DCDReporter keeps molecules whole). With ``rattle`` (Å), every frame is
+    followed by a copy with Gaussian displacements of that size (``label_id`` ending ``-rattled``).
+    """
+    import mdtraj
+    from ase import Atoms
+    frames = mdtraj.load(trajectory, top=topology_file)
+    atoms_index = frames.topology.select(selection)
+    if len(atoms_index) == 0:
+        raise GenerationError(f"selection {selection!r} matches no atom of {topology_file}")
+    chosen = list(range(skip, frames.n_frames, max(1, stride)))
+    if not chosen:
+        raise GenerationError(f"{trajectory} has {frames.n_frames} frames, none left after skipping {skip}")
+    residues = [frames.topology.atom(int(i)).residue.index for i in atoms_index]
+    grain = np.unique(residues, return_inverse=True)[1].astype(int)
+    numbers = np.array([frames.topology.atom(int(i)).element.atomic_number for i in atoms_index])
+    rng = np.random.default_rng(seed)
+    configs = []
+    for k in chosen:
+        atoms = Atoms(numbers=numbers, positions=10.0 * frames.xyz[k, atoms_index])
+        atoms.arrays["residue"] = grain
+        atoms.info.update(label_id=f"{prefix}-{k:05d}", frame=k, charge=charge)
+        configs.append(atoms)
+        if rattle > 0:
+            moved = atoms.copy()
+            moved.positions = atoms.positions + rng.normal(scale=rattle, size=atoms.positions.shape)
+            moved.info.update(label_id=atoms.info["label_id"] + "-rattled", rattle=rattle)
+            configs.append(moved)
+    return configs
+
+
 def generate(peptide: str, output: str, temperatures: Sequence[float] = (300.0,), seeds: Sequence[int] = (1,),
              frames: int = 100, interval: float = 1.0, equilibration: float = 10.0, timestep: float = 1.0,
              friction: float = 1.0, solvent: str = "implicit", padding: float = 1.0, cutoff: float = 0.9,

@@ -6,7 +6,8 @@
 builds ACE-ALA-NME (``ace-ala-nme.pdb``) in a cubic TIP3P box (``--padding`` nm), amber14 +
 TIP3P with PME, and runs NVT MD (Langevin, ``--temperature`` K, 1/ps). With a MODEL, the
 peptide's three residues are modelled by CGAA through ``CGAAPotential.createMixedSystem``
-(mechanical embedding; the peptide is flexible, so ``--timestep`` defaults to 0.5 fs); with
+(mechanical embedding). By default the peptide is flexible, so ``--timestep`` defaults to 0.5 fs;
+``--hbond-constraints`` keeps its bonds to hydrogen constrained, as amber14 has them (1 fs). With
 ``--classical`` the whole system is amber14 (bonds to H constrained, 2 fs). Writes to ``--output``:
 ``trajectory.dcd`` (every ``--interval`` ps), ``topology.pdb``, ``log.csv`` and ``summary.json``
 (speed and the largest change of a peptide bond length from the start: a broken or squeezed bond
@@ -38,7 +39,10 @@ def main(argv=None):
     parser.add_argument("model", nargs="?", help="CGAA model file (residue grains) for the peptide")
     parser.add_argument("--classical", action="store_true", help="amber14 for the peptide too (no model)")
     parser.add_argument("--ps", type=float, default=100.0, help="length of the run after minimisation")
-    parser.add_argument("--timestep", type=float, help="fs (default 0.5 with a model, 2 classical)")
+    parser.add_argument("--timestep", type=float,
+                        help="fs (default 0.5 with a model, 1 with --hbond-constraints, 2 classical)")
+    parser.add_argument("--hbond-constraints", action="store_true",
+                        help="keep the peptide's bonds to H constrained under the model")
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
     parser.add_argument("--interval", type=float, default=0.5, help="ps between trajectory frames")
     parser.add_argument("--padding", type=float, default=1.0, help="nm of water around the peptide")
@@ -49,7 +53,7 @@ def main(argv=None):
     if bool(args.model) == args.classical:
         parser.error("give a MODEL or --classical")
     torch.set_num_threads(args.threads)
-    timestep = args.timestep or (2.0 if args.classical else 0.5)
+    timestep = args.timestep or (2.0 if args.classical else 1.0 if args.hbond_constraints else 0.5)
     modeller, forcefield = solvated(args.padding)
     topology = modeller.topology
     mm_system = forcefield.createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
@@ -59,7 +63,8 @@ def main(argv=None):
         system = mm_system
     else:
         from cgaa_openmm import CGAAPotential
-        system = CGAAPotential.load(args.model).createMixedSystem(topology, mm_system, residues=peptide)
+        system = CGAAPotential.load(args.model).createMixedSystem(
+            topology, mm_system, residues=peptide, removeConstraints=not args.hbond_constraints)
     integrator = openmm.LangevinMiddleIntegrator(args.temperature * unit.kelvin, 1 / unit.picosecond,
                                                  timestep * unit.femtosecond)
     integrator.setRandomNumberSeed(args.seed)
@@ -92,6 +97,7 @@ def main(argv=None):
         worst = max(worst, float(np.abs(np.linalg.norm(xyz[i] - xyz[j], axis=1) - start_length).max()))
     seconds = time.perf_counter() - t0
     summary = dict(model=args.model or "amber14", ps=args.ps, timestep_fs=timestep, steps=steps,
+                   hbond_constraints=bool(args.classical or args.hbond_constraints),
                    atoms=topology.getNumAtoms(), waters=topology.getNumResidues() - len(peptide),
                    threads=args.threads, seconds=round(seconds, 1),
                    ns_per_day=round(args.ps * 1e-3 / (seconds / 86400), 3),
