@@ -5,7 +5,7 @@ positions and box vectors in nm and wants energies in kJ/mol; the model works
 in Å and eV.
 """
 import os
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import openmm
@@ -196,20 +196,30 @@ class CGAAPotential:
 
     def createGrainBonds(self, topology, grains: GrainSpec = "residue",
                          atoms: Optional[Iterable[int]] = None) -> openmm.HarmonicBondForce:
-        """Zero-energy bonds joining the atoms of each grain (of ``atoms``, default all).
+        """Zero-energy bonds joining the atoms of each grain (of ``atoms``, default all), and
+        grains that the topology bonds to each other (e.g. the residues of a peptide).
 
-        They add no energy; they make OpenMM count every grain as one molecule, so
-        that a ``MonteCarloBarostat`` moves grains whole.
+        They add no energy; they make OpenMM count every grain as part of one molecule
+        with the grains it is covalently bonded to, as the classical system did, so that
+        a ``MonteCarloBarostat`` moves grains and molecules whole and trajectory
+        reporters wrap whole molecules into the box.
         """
         topology = as_openmm_topology(topology)
-        return _grain_bonds(selected_grain_groups(topology, grains, atom_selection(topology, atoms)))
+        groups = selected_grain_groups(topology, grains, atom_selection(topology, atoms))
+        owner = {atom: k for k, group in enumerate(groups) for atom in group}
+        links = [(a.index, b.index) for a, b in topology.bonds()
+                 if a.index in owner and b.index in owner and owner[a.index] != owner[b.index]]
+        return _grain_bonds(groups, links)
 
 
-def _grain_bonds(groups: List[List[int]]) -> openmm.HarmonicBondForce:
-    """Zero-energy bonds from each grain's first atom to its others (molecule definition only)."""
+def _grain_bonds(groups: List[List[int]], links: List[Tuple[int, int]]) -> openmm.HarmonicBondForce:
+    """Zero-energy bonds from each grain's first atom to its others, and one per link (i, j)
+    between grains (molecule definition only)."""
     bonds = openmm.HarmonicBondForce()
     bonds.setName("CGAAGrainBonds")
     for group in groups:
         for atom in group[1:]:
             bonds.addBond(group[0], atom, 0.0, 0.0)
+    for i, j in links:
+        bonds.addBond(i, j, 0.0, 0.0)
     return bonds

@@ -203,13 +203,15 @@ def trajectory_configurations(topology_file: str, trajectory: str, selection: st
     Each kept frame (after ``skip``, every ``stride``-th) becomes an ``ase.Atoms`` in Å with the
     per-atom ``residue`` column (the grain: residues of the selection numbered 0, 1, ... in
     topology order), ``charge`` (e) and a ``label_id`` ``PREFIX-FRAME``, ready for
-    :func:`training.label.label`. The selection must hold whole molecules as the trajectory
-    stores them (OpenMM's DCDReporter keeps molecules whole). With ``rattle`` (Å), every frame is
+    :func:`training.label.label`. In a periodic trajectory, molecules split across the box are
+    first made whole along the topology's bonds. With ``rattle`` (Å), every frame is
     followed by a copy with Gaussian displacements of that size (``label_id`` ending ``-rattled``).
     """
     import mdtraj
     from ase import Atoms
     frames = mdtraj.load(trajectory, top=topology_file)
+    if frames.unitcell_vectors is not None:
+        frames.make_molecules_whole(inplace=True)
     atoms_index = frames.topology.select(selection)
     if len(atoms_index) == 0:
         raise GenerationError(f"selection {selection!r} matches no atom of {topology_file}")
