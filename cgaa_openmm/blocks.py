@@ -188,23 +188,46 @@ class PairRepulsion(ExponentialPairs):
 
 
 class PairPotential(ExponentialPairs):
-    """A learned two-body energy of either sign between atoms of different grains, with a repulsive core.
+    """A learned two-body energy of either sign between atoms of different grains, repulsive
+    below the closest contacts of the training data.
 
-    :class:`ExponentialPairs` whose weights are free for every decay but the steepest; that one is
-    softplus(gain * theta) >= 0 (as in :class:`PairRepulsion`). The term can hold grains together
-    (e.g. the peptide bond between residue grains), and at distances shorter than the data's, where
-    the steepest exponential wins, it turns repulsive instead of diving into an unphysical well.
+    E = f(s) sum_k w_ab,k exp(-alpha_k (s - r_ref)) + f(r) c_ab exp(-alpha_max (r - r_ref)) with free
+    weights w for every decay but the steepest, c = softplus(gain * theta) >= 0 for that one (as in
+    :class:`PairRepulsion`), and s = r_floor + softplus(k (r - r_floor)) / k, which equals r above
+    the floor r_floor,ab (Å, the closest contact of that element pair in the data) and stays at the
+    floor below it (k = ``sharpness``, 1/Å: smooth). The signed part can hold grains together
+    (e.g. the peptide bond between residue grains) where there are data, but it cannot make a well
+    closer in than any data: there only the repulsive core and the contact wall act.
     """
 
-    def __init__(self, n_elements: int, cutoff: float, gain: float = 10.0, initial: float = -0.5):
+    def __init__(self, n_elements: int, cutoff: float, floor: torch.Tensor, gain: float = 10.0,
+                 initial: float = -0.5, sharpness: float = 10.0):
         super().__init__(cutoff)
         self.gain = float(gain)
+        self.sharpness = float(sharpness)
+        self.register_buffer("floor", floor.clone(), persistent=False)
         self.weights = torch.nn.Parameter(torch.zeros(n_elements, n_elements, len(self.decays) - 1))
-        self.core = torch.nn.Parameter(torch.full((n_elements, n_elements, 1), float(initial)))
+        self.core = torch.nn.Parameter(torch.full((n_elements, n_elements), float(initial)))
 
     def pair_weights(self) -> torch.Tensor:
         core = torch.nn.functional.softplus(self.gain * 0.5 * (self.core + self.core.transpose(0, 1)))
-        return torch.cat([0.5 * (self.weights + self.weights.transpose(0, 1)), core], dim=2)
+        return torch.cat([0.5 * (self.weights + self.weights.transpose(0, 1)), core.unsqueeze(2)], dim=2)
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                shift: torch.Tensor) -> torch.Tensor:
+        """Energy (eV) of each pair (i, j) of atoms of different grains (zero at r >= cutoff)."""
+        distance = torch.linalg.norm(positions[j] + shift - positions[i], dim=1)
+        floor = self.floor.to(distance.dtype)[species[i], species[j]]
+        soft = floor + torch.nn.functional.softplus(self.sharpness * (distance - floor)) / self.sharpness
+        decays = self.decays.to(distance.dtype)
+        weights = self.pair_weights()[species[i], species[j]]
+        signed = (weights[:, :-1] * torch.exp(-decays[:-1] * (soft.unsqueeze(1) - self.reference))).sum(1)
+        core = weights[:, -1] * torch.exp(-decays[-1] * (distance - self.reference))
+        return self.envelope(soft) * signed + self.envelope(distance) * core
+
+    def envelope(self, distance: torch.Tensor) -> torch.Tensor:
+        x = distance / self.cutoff
+        return (1.0 - x * x).clamp(min=0.0).pow(3)
 
 
 def grain_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor, periodic: bool,

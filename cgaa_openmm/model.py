@@ -48,7 +48,7 @@ DEFAULT_HYPERPARAMETERS = dict(
     contact_strength=100.0,  # eV, prefactor of the contact wall (see blocks.ContactRepulsion)
     pair_cutoff=0.0,       # Å, learned two-body term between atoms of different grains (0: none)
     pair_kind="repulsive",  # blocks.PairRepulsion (>= 0 everywhere) or "signed" (blocks.PairPotential:
-                            # can bind grains, e.g. residues; repulsive core at short range)
+                            # can bind grains, e.g. residues; repulsive below the data's closest contacts)
 )
 
 
@@ -111,8 +111,14 @@ class CGAAModel(torch.nn.Module):
         self.pair_cutoff = float(hp["pair_cutoff"])
         if hp["pair_kind"] not in ("repulsive", "signed"):
             raise ValueError(f"pair_kind must be 'repulsive' or 'signed', not {hp['pair_kind']!r}")
-        pair_class = PairRepulsion if hp["pair_kind"] == "repulsive" else PairPotential
-        self.pair = pair_class(len(self.elements), self.pair_cutoff) if self.pair_cutoff > 0 else None
+        if self.pair_cutoff <= 0:
+            self.pair = None
+        elif hp["pair_kind"] == "repulsive":
+            self.pair = PairRepulsion(len(self.elements), self.pair_cutoff)
+        else:
+            # The closest contacts of the data, from which training set the wall radii.
+            floor = radii / float(hp["contact_fraction"])
+            self.pair = PairPotential(len(self.elements), self.pair_cutoff, floor.to(torch.get_default_dtype()))
         width = int(hp["readout_hidden"])
         self.grain_readout = torch.nn.Sequential(
             torch.nn.Linear(self.channels, width), torch.nn.SiLU(), torch.nn.Linear(width, 1))

@@ -234,20 +234,29 @@ def test_frames_cuts_the_selected_residues_of_a_trajectory(tmp_path):
     assert bad.returncode != 0 and "selection 'resname XYZ' matches no atom" in bad.stderr
 
 
-def test_signed_pair_term_has_a_repulsive_core():
-    """blocks.PairPotential: free weights give wells of either sign, but its steepest exponential is
-    kept >= 0, so with the other weights at zero the term is repulsive and monotonic at every r."""
+def test_signed_pair_term_cannot_bind_below_the_data():
+    """blocks.PairPotential: free weights of either sign shape the energy above the floor (the data's
+    closest contact), but below it only the repulsive core acts: whatever the weights, the energy
+    rises monotonically as the pair is pushed in, while above the floor the weights do bind."""
     from cgaa_openmm.blocks import PairPotential
-    pair = PairPotential(2, 3.0).double()
-    with torch.no_grad():
-        pair.core.normal_()
-    r = torch.linspace(0.3, 2.9, 50, dtype=torch.float64)
-    positions = torch.zeros(100, 3, dtype=torch.float64)
-    positions[50:, 0] = r
-    i, j = torch.arange(50), torch.arange(50, 100)
-    energy = pair(positions, torch.zeros(100, dtype=torch.long), i, j, torch.zeros(50, 3, dtype=torch.float64))
-    assert (energy > 0).all() and (energy.diff() < 0).all()
-    assert (pair.pair_weights()[..., -1] > 0).all()
+    floor = 1.5
+    r = torch.linspace(0.3, 2.9, 261, dtype=torch.float64)
+    positions = torch.zeros(2 * len(r), 3, dtype=torch.float64)
+    positions[len(r):, 0] = r
+    i, j = torch.arange(len(r)), torch.arange(len(r), 2 * len(r))
+    shift = torch.zeros(len(r), 3, dtype=torch.float64)
+    species = torch.zeros(2 * len(r), dtype=torch.long)
+    wells = 0
+    for seed in range(20):
+        torch.manual_seed(seed)
+        pair = PairPotential(1, 3.0, torch.full((1, 1), floor)).double()
+        with torch.no_grad():
+            pair.weights.normal_()
+        energy = pair(positions, species, i, j, shift)
+        below = r < floor - 0.3
+        assert (energy[below].diff() < 0).all(), seed
+        wells += int((energy[r > floor].diff() > 0).any())      # a minimum (binding) above the floor
+    assert wells > 5
 
 
 def test_bonded_residue_grains_stay_one_molecule():
@@ -274,9 +283,9 @@ def test_bonded_residue_grains_stay_one_molecule():
 
 def test_shipped_peptide_model_repels_below_its_closest_data_contacts():
     """The shipped residue model's explicit two-body terms (learned pair term + contact wall) between
-    atoms of different residues rise monotonically as any element pair is pushed closer than the
-    closest such contact in its training data: no well where there are no data (the failure of the
-    first model, whose pair term let N and O of neighbouring residues collapse)."""
+    atoms of different residues rise monotonically as any element pair is pushed in from 0.3 Å inside
+    the closest such contact in its training data: no well where there are no data (the failure of
+    the first model, whose pair term let N and O of neighbouring residues collapse to -2000 eV)."""
     potential = CGAAPotential.load(os.path.join(ROOT, "cgaa_openmm", "models", "ace-ala-nme-xtb.pt"))
     model = potential.model.double()
     fraction = model.hyperparameters["contact_fraction"]
@@ -284,7 +293,7 @@ def test_shipped_peptide_model_repels_below_its_closest_data_contacts():
     for a in range(n):
         for b in range(a, n):
             closest = float(model.contact.radii[a, b]) / fraction
-            r = torch.linspace(0.4, closest, 60, dtype=torch.float64)
+            r = torch.linspace(0.4, closest - 0.3, 60, dtype=torch.float64)
             positions = torch.zeros(120, 3, dtype=torch.float64)
             positions[60:, 0] = r
             species = torch.tensor([a] * 60 + [b] * 60)
