@@ -174,7 +174,8 @@ def test_a_residue_the_model_was_not_trained_on_is_an_error():
 
 
 def test_peptide_configs_are_valid():
-    for name in ("peptide-ala-residue.yaml", "peptide-ala-atom.yaml", "peptide-sfvgt-residue.yaml", "peptide-sfvgt-atom.yaml"):
+    for name in ("peptide-ala-residue.yaml", "peptide-ala-residue-al.yaml", "peptide-ala-atom.yaml",
+                 "peptide-sfvgt-residue.yaml", "peptide-sfvgt-atom.yaml"):
         config = load_config(os.path.join(ROOT, "training", "configs", name))
         assert config["threads"] == 1
         assert config["grains"] == ("topology" if "residue" in name else "atom")
