@@ -161,10 +161,13 @@ class ExponentialPairs(torch.nn.Module):
         """Energy (eV) of each pair (i, j) of atoms of different grains; pairs at |r_j + shift - r_i|
         >= cutoff (Å) give exactly zero, so any search radius >= cutoff will do."""
         distance = torch.linalg.norm(positions[j] + shift - positions[i], dim=1)
-        x = distance / self.cutoff
-        envelope = (1.0 - x * x).clamp(min=0.0).pow(3)
         basis = torch.exp(-self.decays.to(distance.dtype) * (distance.unsqueeze(1) - self.reference))
-        return envelope * (self.pair_weights()[species[i], species[j]] * basis).sum(1)
+        return self.envelope(distance) * (self.pair_weights()[species[i], species[j]] * basis).sum(1)
+
+    def envelope(self, distance: torch.Tensor) -> torch.Tensor:
+        """f(r) = (1 - (r / r_c)^2)^3 for r < r_c, else 0."""
+        x = distance / self.cutoff
+        return (1.0 - x * x).clamp(min=0.0).pow(3)
 
 
 class PairRepulsion(ExponentialPairs):
@@ -224,10 +227,6 @@ class PairPotential(ExponentialPairs):
         signed = (weights[:, :-1] * torch.exp(-decays[:-1] * (soft.unsqueeze(1) - self.reference))).sum(1)
         core = weights[:, -1] * torch.exp(-decays[-1] * (distance - self.reference))
         return self.envelope(soft) * signed + self.envelope(distance) * core
-
-    def envelope(self, distance: torch.Tensor) -> torch.Tensor:
-        x = distance / self.cutoff
-        return (1.0 - x * x).clamp(min=0.0).pow(3)
 
 
 def grain_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor, periodic: bool,

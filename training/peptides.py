@@ -145,6 +145,14 @@ def stage_name(temperature: float, seed: int) -> str:
     return f"T{temperature:g}-s{seed}"
 
 
+def rattled(atoms, rattle: float, rng: np.random.Generator):
+    """A copy of ``atoms`` with Gaussian displacements of ``rattle`` Å per component, ``label_id`` + ``-rattled``."""
+    moved = atoms.copy()
+    moved.positions = atoms.positions + rng.normal(scale=rattle, size=atoms.positions.shape)
+    moved.info.update(label_id=atoms.info["label_id"] + "-rattled", rattle=rattle)
+    return moved
+
+
 def frames_to_atoms(stage_file: str, topology, n_peptide: int, charge: int, name: str,
                     water_radius: float = 0.0, max_waters: Optional[int] = None, rattle: float = 0.0) -> List:
     """The configurations of one sampling stage as ``ase.Atoms`` with a ``residue`` column and a ``label_id``.
@@ -187,11 +195,7 @@ def frames_to_atoms(stage_file: str, topology, n_peptide: int, charge: int, name
                           seed=seed, frame=k, charge=charge, n_waters=int(len(set(grain.tolist())) - n_peptide_residues))
         configs.append(atoms)
         if rattle > 0:
-            rng = np.random.default_rng([int(temperature * 1000), seed, k])
-            moved = atoms.copy()
-            moved.positions = atoms.positions + rng.normal(scale=rattle, size=atoms.positions.shape)
-            moved.info.update(label_id=atoms.info["label_id"] + "-rattled", rattle=rattle)
-            configs.append(moved)
+            configs.append(rattled(atoms, rattle, np.random.default_rng([int(temperature * 1000), seed, k])))
     return configs
 
 
@@ -229,10 +233,7 @@ def trajectory_configurations(topology_file: str, trajectory: str, selection: st
         atoms.info.update(label_id=f"{prefix}-{k:05d}", frame=k, charge=charge)
         configs.append(atoms)
         if rattle > 0:
-            moved = atoms.copy()
-            moved.positions = atoms.positions + rng.normal(scale=rattle, size=atoms.positions.shape)
-            moved.info.update(label_id=atoms.info["label_id"] + "-rattled", rattle=rattle)
-            configs.append(moved)
+            configs.append(rattled(atoms, rattle, rng))
     return configs
 
 
