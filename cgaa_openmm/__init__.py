@@ -12,11 +12,19 @@ import openmm  # noqa: E402
 
 
 def _load_torch_plugins() -> None:
-    """Load openmm-torch platform plugins that failed because ``openmm`` was imported before torch."""
+    """Load openmm-torch platform plugins that failed because ``openmm`` was imported before torch.
+
+    A plugin whose platform cannot run here (the OpenCL one without ``libOpenCL.so.1``, the CUDA
+    one without a driver) still fails; as in OpenMM's own plugin loading, that platform is then
+    simply not available.
+    """
     for failure in openmm.Platform.getPluginLoadFailures():
         match = re.match(r"Error loading library (\S*OpenMMTorch\S*\.so): ", failure)
         if match:
-            openmm.Platform.loadPluginLibrary(match.group(1))
+            try:
+                openmm.Platform.loadPluginLibrary(match.group(1))
+            except openmm.OpenMMException:
+                pass
 
 
 _load_torch_plugins()

@@ -212,3 +212,12 @@ def test_hill_formula():
     assert hill_formula([6, 8, 8, 8]) == "CO3"
     assert hill_formula([8, 6, 1, 6, 1, 1, 1, 8, 6, 8]) == "C3H4O3"
     assert hill_formula([8, 1, 1]) == "H2O"
+
+
+def test_import_survives_a_platform_plugin_that_cannot_load(monkeypatch):
+    """A fresh machine without libOpenCL.so.1: the OpenCL plugin fails again, the package still imports."""
+    import cgaa_openmm
+    failure = "Error loading library /nonexistent/libOpenMMTorchOpenCL.so: libOpenCL.so.1: cannot open shared object"
+    monkeypatch.setattr(openmm.Platform, "getPluginLoadFailures", staticmethod(lambda: [failure]))
+    cgaa_openmm._load_torch_plugins()
+    assert openmm.Platform.getPlatformByName("CPU").getName() == "CPU"
