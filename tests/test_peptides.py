@@ -13,6 +13,7 @@ import pytest
 import torch
 from ase import units
 from ase.io import read, write
+from openmm import app
 
 import training.label
 import training.peptides
@@ -29,6 +30,10 @@ FAST = dict(interval=0.02, equilibration=0.02, progress=False)
 
 def ids(path):
     return [a.info["label_id"] for a in read(path, index=":")]
+
+
+def app_topology(name):
+    return app.PDBFile(peptide_path(name)).topology
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +117,6 @@ def pentapeptide(tmp_path_factory):
 
 
 def test_residues_are_the_grains_caps_included(pentapeptide):
-    from openmm import app
     topology = app.PDBFile(pentapeptide[:-4] + ".pdb").topology
     names = [r.name for r in topology.residues()]
     assert names == ["ACE", "SER", "PHE", "VAL", "GLY", "THR", "NME"]
@@ -146,6 +150,60 @@ def test_waters_within_the_radius_are_whole_grains(tmp_path):
         assert d[np.ix_(rows, np.arange(22))].min() < 3.0             # within the radius of the peptide
 
 
+def test_backbone_dihedrals_are_mdtrajs_phi_and_psi():
+    import mdtraj as md
+    for name in training.peptides.PEPTIDES:
+        trajectory = md.load_pdb(peptide_path(name))
+        found = training.peptides.backbone_dihedrals(app_topology(name))
+        phi = [atoms for kind, atoms in found if kind == "phi"]
+        psi = [atoms for kind, atoms in found if kind == "psi"]
+        assert np.array_equal(np.array(phi), md.compute_phi(trajectory)[0])
+        assert np.array_equal(np.array(psi), md.compute_psi(trajectory)[0])
+
+
+def test_dihedral_restraint_energy_is_harmonic_in_the_periodic_distance():
+    """0.5 k d^2 summed over phi and psi, d the angle to the window taken the short way round."""
+    import mdtraj as md
+    import openmm
+    from openmm import unit
+    pdb = peptide_path("ace-ala-nme")
+    phi = float(md.compute_phi(md.load_pdb(pdb))[1][0, 0])
+    psi = float(md.compute_psi(md.load_pdb(pdb))[1][0, 0])
+    topology = app_topology("ace-ala-nme")
+    system = openmm.System()
+    for _ in range(topology.getNumAtoms()):
+        system.addParticle(1.0)
+    k = 150.0
+    # phi window 20 degrees away; psi window 350 degrees away, i.e. 10 degrees the short way.
+    window = (np.degrees(phi) + 20.0, np.degrees(psi) - 350.0)
+    assert training.peptides.add_dihedral_restraints(system, topology, *window, k) == 2
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(app.PDBFile(pdb).positions)
+    energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    assert energy == pytest.approx(0.5 * k * (np.radians(20.0) ** 2 + np.radians(10.0) ** 2), rel=1e-6)
+
+
+def test_dihedral_grid_windows_hold_phi_and_psi(tmp_path):
+    """--dihedral-grid 2: four windows, each stage's frames near its (phi0, psi0), labelled and named by window."""
+    import mdtraj as md
+    output = str(tmp_path / "grid.xyz")
+    generate("ace-ala-nme", output, frames=2, interval=0.1, equilibration=0.5, dihedral_grid=2, restraint=400.0,
+             progress=False)
+    configs = read(output, index=":")
+    assert len(configs) == 8 and len(set(ids(output))) == 8
+    trajectory = md.Trajectory(np.array([a.positions for a in configs]) / 10, md.load_pdb(output[:-4] + ".pdb").topology)
+    phi = np.degrees(md.compute_phi(trajectory)[1][:, 0])
+    psi = np.degrees(md.compute_psi(trajectory)[1][:, 0])
+    for atoms, angles in zip(configs, zip(phi, psi)):
+        window = (atoms.info["phi0"], atoms.info["psi0"])
+        assert window in [(-180.0, -180.0), (-180.0, 0.0), (0.0, -180.0), (0.0, 0.0)]
+        assert f"phi{window[0]:g}-psi{window[1]:g}" in atoms.info["label_id"]
+        distance = np.abs((np.array(angles) - np.array(window) + 180.0) % 360.0 - 180.0)
+        assert np.all(distance < 45.0), (atoms.info["label_id"], angles)
+    with open(output + ".json") as f:
+        assert json.load(f)["generation"]["dihedral_grid"] == 2
+
+
 def test_water_needs_explicit_solvent(tmp_path):
     with pytest.raises(GenerationError, match="explicit"):
         generate("ace-ala-nme", str(tmp_path / "x.xyz"), water_radius=3.0, **FAST)
@@ -160,7 +218,6 @@ def potential_for(elements, formulas):
 
 
 def test_a_residue_the_model_was_not_trained_on_is_an_error():
-    from openmm import app
     dipeptide = app.PDBFile(peptide_path("ace-ala-nme")).topology
     pentapeptide = app.PDBFile(peptide_path("ace-sfvgt-nme")).topology
     trained = ["C2H3O", "C3H5NO", "CH4N"]                           # ACE, ALA, NME

@@ -4,7 +4,11 @@
    implicit solvent or in a box of TIP3P water, one run per (temperature, seed) *stage*:
    minimisation, ``equilibration`` ps, then ``frames`` frames ``interval`` ps apart
    (Langevin, flexible peptide bonds so that the data hold X-H vibrations; rigid water).
-   Stages run in ``workers`` processes; each writes ``OUTPUT_sampling/T<K>-s<seed>.npz``
+   With ``dihedral_grid`` = n, every (temperature, seed) becomes n x n *umbrella windows*: the
+   backbone phi and psi of every residue are held near (phi0, psi0) on an n x n grid over
+   [-180, 180) degrees by a harmonic restraint of ``restraint`` kJ/mol/rad^2, so the data cover
+   the whole Ramachandran plane, barriers included, not only the basins free MD visits.
+   Stages run in ``workers`` processes; each writes ``OUTPUT_sampling/T<K>-s<seed>[-phi<a>-psi<b>].npz``
    when it is done, and a stage whose file exists is not run again.
 2. **Cutting.** Each frame becomes one ``ase.Atoms``: the peptide alone, or (explicit water
    with ``water_radius`` > 0) the peptide plus every whole water molecule with an atom within
@@ -38,7 +42,7 @@ FORCEFIELD = ("amber14-all.xml",)
 SOLVENTS = {"implicit": ("implicit/gbn2.xml",), "explicit": ("amber14/tip3p.xml",)}
 #: Settings that define what a sampling stage produces; a stage file written with others is refused.
 SAMPLING_KEYS = ("peptide_sha256", "solvent", "padding", "frames", "interval", "equilibration", "timestep",
-                 "friction", "cutoff")
+                 "friction", "cutoff", "restraint")
 
 
 class GenerationError(ValueError):
@@ -95,6 +99,50 @@ def build_system(pdb_file: str, solvent: str = "implicit", padding: float = 1.0,
     return modeller.topology, modeller.positions, system, n_peptide
 
 
+def backbone_dihedrals(topology) -> List[tuple]:
+    """Atom indices of every backbone phi (C-N-CA-C) and psi (N-CA-C-N) of a peptide topology.
+
+    A residue with atoms N, CA and C has a phi if the previous residue has a C, and a psi if the
+    next one has an N; the caps (ACE, NME) have none of their own but end the neighbours' ones.
+    """
+    residues = list(topology.residues())
+    named = [{atom.name: atom.index for atom in residue.atoms()} for residue in residues]
+    found = []
+    for k, atoms in enumerate(named):
+        if not {"N", "CA", "C"} <= set(atoms):
+            continue
+        if k > 0 and "C" in named[k - 1] and residues[k - 1].chain == residues[k].chain:
+            found.append(("phi", (named[k - 1]["C"], atoms["N"], atoms["CA"], atoms["C"])))
+        if k + 1 < len(named) and "N" in named[k + 1] and residues[k + 1].chain == residues[k].chain:
+            found.append(("psi", (atoms["N"], atoms["CA"], atoms["C"], named[k + 1]["N"])))
+    return found
+
+
+def add_dihedral_restraints(system, topology, phi: float, psi: float, k: float) -> int:
+    """Add harmonic restraints (``k`` kJ/mol/rad^2) holding every backbone phi at ``phi`` and psi at ``psi`` (degrees).
+
+    Returns the number of restrained dihedrals.
+    """
+    import openmm
+    force = openmm.CustomTorsionForce("0.5*k_restraint*d^2; d = min(a, 2*pi - a); a = abs(theta - theta0);"
+                                      f" pi = {np.pi!r}")
+    force.addGlobalParameter("k_restraint", k)
+    force.addPerTorsionParameter("theta0")
+    dihedrals = backbone_dihedrals(topology)
+    for kind, atoms in dihedrals:
+        force.addTorsion(*atoms, [np.radians(phi if kind == "phi" else psi)])
+    system.addForce(force)
+    return len(dihedrals)
+
+
+def grid_windows(n: int) -> List[tuple]:
+    """The (phi0, psi0) degrees of an n x n grid over [-180, 180), or ``[None]`` for free MD (n = 0)."""
+    if n == 0:
+        return [None]
+    angles = [-180.0 + 360.0 * i / n for i in range(n)]
+    return [(phi, psi) for phi in angles for psi in angles]
+
+
 def peptide_charge(system, n_peptide: int) -> int:
     """Net charge (e) of the first ``n_peptide`` particles from the force field's partial charges."""
     import openmm
@@ -105,7 +153,8 @@ def peptide_charge(system, n_peptide: int) -> int:
 
 
 def run_stage(job: Dict[str, Any]) -> Dict[str, Any]:
-    """One sampling stage: MD at one temperature and seed; writes ``job['path']`` (npz, atomically).
+    """One sampling stage: MD at one temperature and seed (and umbrella window ``job['window']``,
+    (phi0, psi0) degrees, or None); writes ``job['path']`` (npz, atomically).
 
     The file holds ``positions`` (frames, atoms, 3) Å of the whole system (peptide first, molecules
     whole), ``box`` (frames, 3, 3) Å (explicit water) and ``settings`` (JSON text).
@@ -115,6 +164,8 @@ def run_stage(job: Dict[str, Any]) -> Dict[str, Any]:
     s = job["settings"]
     start = time.perf_counter()
     topology, positions, system, _ = build_system(job["pdb"], s["solvent"], s["padding"], s["cutoff"])
+    if job["window"] is not None:
+        add_dihedral_restraints(system, topology, *job["window"], s["restraint"])
     integrator = openmm.LangevinMiddleIntegrator(job["temperature"] * unit.kelvin, s["friction"] / unit.picosecond,
                                                  s["timestep"] * unit.femtosecond)
     integrator.setRandomNumberSeed(job["seed"])
@@ -135,14 +186,16 @@ def run_stage(job: Dict[str, Any]) -> Dict[str, Any]:
     tmp = job["path"] + ".tmp.npz"
     np.savez_compressed(tmp, positions=np.array(frames, dtype=np.float64), box=np.array(boxes, dtype=np.float64),
                         settings=json.dumps(s, sort_keys=True), temperature=job["temperature"], seed=job["seed"],
+                        window=np.array(job["window"] if job["window"] is not None else [], dtype=np.float64),
                         seconds=time.perf_counter() - start)
     os.replace(tmp, job["path"])
     return dict(stage=os.path.basename(job["path"]), seconds=round(time.perf_counter() - start, 2),
                 md_steps=steps_per_frame * s["frames"] + int(round(s["equilibration"] * 1000 / s["timestep"])))
 
 
-def stage_name(temperature: float, seed: int) -> str:
-    return f"T{temperature:g}-s{seed}"
+def stage_name(temperature: float, seed: int, window: Optional[tuple] = None) -> str:
+    name = f"T{temperature:g}-s{seed}"
+    return name if window is None else name + f"-phi{window[0]:g}-psi{window[1]:g}"
 
 
 def rattled(atoms, rattle: float, rng: np.random.Generator):
@@ -165,6 +218,7 @@ def frames_to_atoms(stage_file: str, topology, n_peptide: int, charge: int, name
     from training.clusters import cut_cluster
     data = np.load(stage_file)
     temperature, seed = float(data["temperature"]), int(data["seed"])
+    window = tuple(float(a) for a in data["window"]) if "window" in data and len(data["window"]) else None
     numbers = np.array([atom.element.atomic_number for atom in topology.atoms()])
     residue = residue_grains(topology)
     n_peptide_residues = int(residue[:n_peptide].max()) + 1
@@ -191,11 +245,14 @@ def frames_to_atoms(stage_file: str, topology, n_peptide: int, charge: int, name
             grain = residue[:n_peptide]
         atoms = Atoms(numbers=numbers[indices], positions=xyz)
         atoms.arrays["residue"] = grain.astype(int)
-        atoms.info.update(label_id=f"{name}-{stage_name(temperature, seed)}-{k:04d}", temperature=temperature,
+        atoms.info.update(label_id=f"{name}-{stage_name(temperature, seed, window)}-{k:04d}", temperature=temperature,
                           seed=seed, frame=k, charge=charge, n_waters=int(len(set(grain.tolist())) - n_peptide_residues))
+        if window is not None:
+            atoms.info.update(phi0=window[0], psi0=window[1])
         configs.append(atoms)
         if rattle > 0:
-            configs.append(rattled(atoms, rattle, np.random.default_rng([int(temperature * 1000), seed, k])))
+            stream = [int(temperature * 1000), seed, k] + ([] if window is None else [int(a) % 360 for a in window])
+            configs.append(rattled(atoms, rattle, np.random.default_rng(stream)))
     return configs
 
 
@@ -240,8 +297,8 @@ def trajectory_configurations(topology_file: str, trajectory: str, selection: st
 def generate(peptide: str, output: str, temperatures: Sequence[float] = (300.0,), seeds: Sequence[int] = (1,),
              frames: int = 100, interval: float = 1.0, equilibration: float = 10.0, timestep: float = 1.0,
              friction: float = 1.0, solvent: str = "implicit", padding: float = 1.0, cutoff: float = 0.9,
-             water_radius: float = 0.0, max_waters: Optional[int] = None, rattle: float = 0.0, workers: int = 1,
-             threads: int = 1,
+             water_radius: float = 0.0, max_waters: Optional[int] = None, rattle: float = 0.0,
+             dihedral_grid: int = 0, restraint: float = 100.0, workers: int = 1, threads: int = 1,
              platform: str = "CPU", progress: bool = True) -> Dict[str, Any]:
     """Sample, cut and label a peptide data set into the extended XYZ ``output``; see the module docstring.
 
@@ -259,6 +316,8 @@ def generate(peptide: str, output: str, temperatures: Sequence[float] = (300.0,)
     if frames < 1 or interval <= 0 or timestep <= 0 or equilibration < 0 or workers < 1 or threads < 1:
         raise GenerationError("frames, workers and threads must be >= 1; interval and timestep > 0; "
                               "equilibration >= 0")
+    if dihedral_grid < 0 or restraint <= 0:
+        raise GenerationError("dihedral_grid must be >= 0 (0: free MD) and restraint > 0 kJ/mol/rad^2")
     if water_radius > 0 and solvent != "explicit":
         raise GenerationError("water_radius needs explicit water: use --solvent explicit")
     if not output.endswith(".xyz"):
@@ -266,7 +325,8 @@ def generate(peptide: str, output: str, temperatures: Sequence[float] = (300.0,)
     with open(pdb_file, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
     settings = dict(peptide_sha256=sha, solvent=solvent, padding=padding, frames=frames, interval=interval,
-                    equilibration=equilibration, timestep=timestep, friction=friction, cutoff=cutoff)
+                    equilibration=equilibration, timestep=timestep, friction=friction, cutoff=cutoff,
+                    restraint=restraint if dihedral_grid else None)
     stem = output[:-len(".xyz")]
     sampling_dir = stem + "_sampling"
     os.makedirs(sampling_dir, exist_ok=True)
@@ -274,14 +334,16 @@ def generate(peptide: str, output: str, temperatures: Sequence[float] = (300.0,)
 
     topology, _, system, n_peptide = build_system(pdb_file, solvent, padding, cutoff)
     charge = peptide_charge(system, n_peptide)
+    if dihedral_grid and not backbone_dihedrals(topology):
+        raise GenerationError(f"{pdb_file} has no backbone phi/psi (residues with N, CA, C) to restrain")
     peptide_topology = app.PDBFile(pdb_file)
     with open(stem + ".pdb", "w") as f:
         app.PDBFile.writeFile(peptide_topology.topology, peptide_topology.positions, f, keepIds=True)
 
-    stages = [(float(t), int(s)) for t in temperatures for s in seeds]
+    stages = [(float(t), int(s), w) for t in temperatures for s in seeds for w in grid_windows(dihedral_grid)]
     jobs, stage_seconds = [], {}
-    for temperature, seed in stages:
-        path = os.path.join(sampling_dir, stage_name(temperature, seed) + ".npz")
+    for temperature, seed, window in stages:
+        path = os.path.join(sampling_dir, stage_name(temperature, seed, window) + ".npz")
         if os.path.exists(path):
             with np.load(path) as done:
                 recorded = json.loads(str(done["settings"]))
@@ -291,8 +353,8 @@ def generate(peptide: str, output: str, temperatures: Sequence[float] = (300.0,)
                 raise GenerationError(f"{path} was sampled with other settings ({', '.join(differ)}); use "
                                       f"another output, or delete {sampling_dir} and {output} to start afresh")
             continue
-        jobs.append(dict(pdb=pdb_file, settings=settings, temperature=temperature, seed=seed, path=path,
-                         platform=platform, threads=threads))
+        jobs.append(dict(pdb=pdb_file, settings=settings, temperature=temperature, seed=seed, window=window,
+                         path=path, platform=platform, threads=threads))
     sampling_start = time.perf_counter()
     bar = tqdm(total=len(stages), initial=len(stages) - len(jobs), desc="sampling", unit="stage",
                disable=not progress)
@@ -311,8 +373,8 @@ def generate(peptide: str, output: str, temperatures: Sequence[float] = (300.0,)
     sampling_wall = time.perf_counter() - sampling_start
 
     configs = []
-    for temperature, seed in stages:
-        configs += frames_to_atoms(os.path.join(sampling_dir, stage_name(temperature, seed) + ".npz"), topology,
+    for temperature, seed, window in stages:
+        configs += frames_to_atoms(os.path.join(sampling_dir, stage_name(temperature, seed, window) + ".npz"), topology,
                                    n_peptide, charge, name, water_radius, max_waters, rattle)
     label_start = time.perf_counter()
     label(configs, output, workers=workers, progress=progress)
@@ -326,7 +388,7 @@ def generate(peptide: str, output: str, temperatures: Sequence[float] = (300.0,)
         else pdb_file, residues=[r.name for r in peptide_topology.topology.residues()], n_peptide_atoms=n_peptide,
         charge=charge, forcefield=list(FORCEFIELD + SOLVENTS[solvent]), temperatures=[float(t) for t in temperatures],
         seeds=list(seeds), sampling=settings, water_radius=water_radius, max_waters=max_waters,
-        rattle=rattle, workers=workers, threads=threads, platform=platform, versions=versions(),
+        rattle=rattle, dihedral_grid=dihedral_grid, workers=workers, threads=threads, platform=platform, versions=versions(),
         n_configs=record.get("labelled"), n_atoms_per_config=sorted({len(a) for a in configs}),
         stage_seconds=stage_seconds, wall_seconds_this_run=dict(
             sampling=round(sampling_wall, 2), labelling=round(label_wall, 2),
@@ -362,6 +424,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-waters", type=int, help="at most this many waters per configuration, nearest first")
     parser.add_argument("--rattle", type=float, default=0.0,
                         help="Å: also label a copy of every frame with Gaussian displacements of this size")
+    parser.add_argument("--dihedral-grid", type=int, default=0, metavar="N",
+                        help="umbrella windows: restrain every backbone phi/psi to each point of an N x N grid "
+                             "(one stage per window, temperature and seed; 0: free MD)")
+    parser.add_argument("--restraint", type=float, default=100.0,
+                        help="kJ/mol/rad^2, force constant of the phi/psi restraints of --dihedral-grid")
     parser.add_argument("--workers", type=int, default=1, help="processes for sampling stages and for labelling")
     parser.add_argument("--threads", type=int, default=1, help="OpenMM CPU threads per sampling process")
     parser.add_argument("--platform", default="CPU", help="OpenMM platform for sampling")
