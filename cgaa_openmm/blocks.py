@@ -84,11 +84,7 @@ class Interaction(torch.nn.Module):
                                    shared_weights=False, internal_weights=False)
         self.radial = FullyConnectedNet([n_radial, radial_hidden, radial_hidden, self.tp.weight_numel],
                                         torch.nn.functional.silu)
-        scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l == 0])
-        gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l > 0])
-        gates = o3.Irreps([(mul, "0e") for mul, _ in gated]).simplify()
-        self.gate = Gate(scalars, [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars],
-                         gates, [torch.sigmoid], gated)
+        self.gate = gate_for(irreps_out)
         self.linear_out = o3.Linear(irreps_mid, self.gate.irreps_in)
         self.self_connection = o3.Linear(irreps_in, self.gate.irreps_in)
         self.residual = irreps_in == self.gate.irreps_out
@@ -104,6 +100,90 @@ class Interaction(torch.nn.Module):
         if self.residual:
             y = y + x
         return y
+
+
+def channelwise_product(irreps_1: o3.Irreps, irreps_2: o3.Irreps, irreps_out: o3.Irreps) -> o3.TensorProduct:
+    """Every coupling l1 x l2 -> l3 of two features with the same channels, channel by channel
+    ("uuu"), one learned weight per coupling and channel: a body-ordered product at one node."""
+    irreps_1, irreps_2, irreps_out = o3.Irreps(irreps_1), o3.Irreps(irreps_2), o3.Irreps(irreps_out)
+    instructions = [(i, j, k, "uuu", True)
+                    for i, (_, ir_1) in enumerate(irreps_1) for j, (_, ir_2) in enumerate(irreps_2)
+                    for k, (_, ir_out) in enumerate(irreps_out) if ir_out in ir_1 * ir_2]
+    return o3.TensorProduct(irreps_1, irreps_2, irreps_out, instructions)
+
+
+class DensityLayer(torch.nn.Module):
+    """An intra-grain embedding layer in the manner of MACE: neighbour densities and their products.
+
+    For atom j, A_j = sum_i R(|r_ij|)_{c,l} Y_l(r_ij) s_{i,c} over its intra-grain pairs i -> j, with
+    s_i the scalar channels of atom i and one radial weight per channel and l (an MLP of the
+    radial basis); then B_j = A'_j + A'_j (x) A'_j + (A'_j (x) A'_j) (x) A'_j, channelwise products
+    (:func:`channelwise_product`) of A'_j = bounded(linear(A_j) + linear(x_j)) (:func:`bounded`),
+    so up to three neighbours and the atom's own features (its element, its place r'_j in the
+    grain) are correlated; the
+    update is x_j + gate(linear(B_j) + linear(x_j)). Only scalars travel along pairs: a pair costs
+    C (l_max + 1) radial weights and C (l_max + 1)^2 products, where :class:`Interaction` couples
+    every l of the sender with every l of the pair direction.
+    """
+
+    def __init__(self, irreps: o3.Irreps, lmax: int, channels: int, n_radial: int, radial_hidden: int,
+                 avg_neighbors: float):
+        super().__init__()
+        irreps = o3.Irreps(irreps)
+        self.channels, self.lmax = int(channels), int(lmax)
+        density = o3.Irreps([(channels, (l, (-1) ** l)) for l in range(lmax + 1)])
+        self.radial = FullyConnectedNet([n_radial, radial_hidden, radial_hidden, channels * (lmax + 1)],
+                                        torch.nn.functional.silu)
+        self.norm = 1.0 / math.sqrt(avg_neighbors)
+        self.density_in = o3.Linear(density, density)
+        self.self_in = o3.Linear(irreps, density)
+        self.square = channelwise_product(density, density, density)
+        self.cube = channelwise_product(density, density, density)
+        self.gate = gate_for(irreps)
+        self.linear_out = o3.Linear(density, self.gate.irreps_in)
+        self.self_connection = o3.Linear(irreps, self.gate.irreps_in)
+
+    def forward(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                edge_sh: torch.Tensor, edge_radial: torch.Tensor) -> torch.Tensor:
+        """x (atoms, irreps) updated by the pairs src -> dst with unit-vector harmonics ``edge_sh``."""
+        weights = self.radial(edge_radial).view(-1, self.channels, self.lmax + 1)
+        sender = x[src, :self.channels]
+        blocks = []
+        for l in range(self.lmax + 1):
+            y = edge_sh[:, l * l:(l + 1) * (l + 1)]
+            product = (sender * weights[:, :, l]).unsqueeze(2) * y.unsqueeze(1)
+            blocks.append(product.reshape(y.shape[0], self.channels * (2 * l + 1)))
+        messages = torch.cat(blocks, dim=1)
+        summed = torch.zeros(x.shape[0], messages.shape[1], dtype=x.dtype, device=x.device)
+        a = bounded(self.density_in(summed.index_add(0, dst, messages) * self.norm) + self.self_in(x),
+                    self.channels, self.lmax)
+        square = self.square(a, a)
+        b = a + square + self.cube(square, a)
+        return x + self.gate(self.linear_out(b) + self.self_connection(x))
+
+
+def bounded(a: torch.Tensor, channels: int, lmax: int) -> torch.Tensor:
+    """Features ``channels`` x (0e + 1o + ... + lmax), each channel's l-vector v scaled to
+    v / sqrt(1 + |v|^2): equivariant, smooth, of norm < 1, so that products of them (up to cubic)
+    cannot grow without bound from layer to layer."""
+    blocks = []
+    start = 0
+    for l in range(lmax + 1):
+        width = channels * (2 * l + 1)
+        block = a[:, start:start + width].reshape(a.shape[0], channels, 2 * l + 1)
+        scale = torch.rsqrt(1.0 + (block * block).sum(2, keepdim=True))
+        blocks.append((block * scale).reshape(a.shape[0], width))
+        start += width
+    return torch.cat(blocks, dim=1)
+
+
+def gate_for(irreps_out: o3.Irreps) -> Gate:
+    """e3nn gate whose output is ``irreps_out``: SiLU (even) or tanh (odd) on scalars, sigmoid gates on the rest."""
+    scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l == 0])
+    gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l > 0])
+    gates = o3.Irreps([(mul, "0e") for mul, _ in gated]).simplify()
+    return Gate(scalars, [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars],
+                gates, [torch.sigmoid], gated)
 
 
 class ContactRepulsion(torch.nn.Module):

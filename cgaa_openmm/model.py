@@ -11,7 +11,8 @@ Design (see docs/model.md):
   r'_j = r_j - R_J. Each atom starts from its element and the solid harmonics
   of r'_j (1o and higher irreps, smooth at r'_j = 0), then exchanges
   ``embed_layers`` rounds of messages with the other atoms *of its own grain*
-  over their internal vectors r'_i - r'_j. Grain features are the sum over the
+  over their internal vectors r'_i - r'_j (``embed_kind``: NequIP-like full tensor products,
+  or MACE-like neighbour densities and their products per atom). Grain features are the sum over the
   grain's atoms, so they do not depend on the order in which atoms are listed,
   yet hold the internal geometry that sets the intramolecular forces.
 * Message passing between grains only, over a radius graph of grain centres
@@ -24,7 +25,8 @@ from typing import List, Optional
 import torch
 from e3nn import o3
 
-from .blocks import BesselBasis, ContactRepulsion, GaussianBasis, Interaction, PairPotential, PairRepulsion, hidden_irreps
+from .blocks import (BesselBasis, ContactRepulsion, DensityLayer, GaussianBasis, Interaction, PairPotential,
+                     PairRepulsion, hidden_irreps)
 from .graph import grain_centres
 
 DEFAULT_HYPERPARAMETERS = dict(
@@ -35,6 +37,8 @@ DEFAULT_HYPERPARAMETERS = dict(
     intra_cutoff=5.0,      # Å, radius of intra-grain atom pairs
     centre_scale=2.0,      # Å, length unit of the solid harmonics of r'_j
     embed_layers=1,        # intra-grain message-passing rounds in the grain embedding
+    embed_kind="interaction",  # their form: blocks.Interaction (full tensor products along pairs) or
+                               # "density" (blocks.DensityLayer: MACE-like, scalars along pairs, products per atom)
     interactions=2,        # inter-grain message-passing rounds
     n_radial=8,            # radial basis functions
     radial_hidden=64,      # width of the radial MLPs
@@ -91,10 +95,16 @@ class CGAAModel(torch.nn.Module):
         self.centre_basis = GaussianBasis(float(hp["intra_cutoff"]), n_radial)
         self.centre_embedding = Interaction(scalars, hidden, sh, n_radial, radial_hidden, 1.0)
         self.intra_basis = BesselBasis(float(hp["intra_cutoff"]), n_radial)
-        self.intra_layers = torch.nn.ModuleList([
-            Interaction(hidden, hidden, sh, n_radial, radial_hidden, float(hp["avg_intra_neighbors"]))
-            for _ in range(int(hp["embed_layers"]))
-        ])
+        avg_intra = float(hp["avg_intra_neighbors"])
+        if hp["embed_kind"] == "interaction":
+            intra = [Interaction(hidden, hidden, sh, n_radial, radial_hidden, avg_intra)
+                     for _ in range(int(hp["embed_layers"]))]
+        elif hp["embed_kind"] == "density":
+            intra = [DensityLayer(hidden, self.lmax, self.channels, n_radial, radial_hidden, avg_intra)
+                     for _ in range(int(hp["embed_layers"]))]
+        else:
+            raise ValueError(f"embed_kind must be 'interaction' or 'density', not {hp['embed_kind']!r}")
+        self.intra_layers = torch.nn.ModuleList(intra)
         self.atom_readout = o3.Linear(hidden, o3.Irreps("0e"))
         self.pool = o3.Linear(hidden, hidden)
         self.pool_norm = float(hp["avg_grain_atoms"]) ** -0.5

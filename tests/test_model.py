@@ -16,9 +16,10 @@ ORTHO = np.diag([11.0, 11.5, 12.0])
 TRICLINIC = np.array([[11.0, 0.0, 0.0], [3.0, 11.0, 0.0], [-2.0, 4.0, 12.0]])
 
 
-@pytest.fixture(scope="module")
-def model():
-    return make_model()
+@pytest.fixture(scope="module", params=["interaction", "density"])
+def model(request):
+    """Both intra-grain embeddings (blocks.Interaction, blocks.DensityLayer), two layers each."""
+    return make_model(embed_kind=request.param, embed_layers=2)
 
 
 @pytest.mark.parametrize("grains", ["molID", "atom"])

@@ -10,7 +10,9 @@ with each model (residue grains, through an OpenMM Context). Two numbers per mod
 * ``at_xtb_minima``: the model's energy at xTB's minima, relative to xTB's lowest one, against
   xTB's relative energies. ``max_error_eV`` is the largest disagreement: the conformer balance.
 * ``own_minima``: where the model's own relaxation ends (phi, psi) and its relative energy there,
-  with xTB's energy at that geometry (a false minimum has a high xTB energy).
+  with xTB's energy at that geometry (a false minimum has a high xTB energy);
+  ``lowest_own_minimum_xtb_eV`` is xTB's energy at the model's lowest minimum, relative to xTB's
+  lowest: 0 when the model's global minimum is xTB's.
 
 Energies in eV. Prints a markdown table and writes every number to ``--output`` (JSON).
 """
@@ -123,12 +125,13 @@ def main():
             o["relative"] = o.pop("energy") - own_lowest
         errors = [at_xtb[n] - results["xtb"][n]["relative"] for n in reference]
         results["models"][model] = dict(at_xtb_minima=at_xtb, max_error_eV=float(np.max(np.abs(errors))),
-                                        own_minima=own)
+                                        own_minima=own, lowest_own_minimum_xtb_eV=min(
+                                            own.values(), key=lambda o: o["relative"])["xtb_relative"])
     with open(args.output, "w") as f:
         json.dump(results, f, indent=1)
 
     print("| start | xTB minimum (phi, psi) | xTB relative (eV) | " + " | ".join(
-        f"{os.path.basename(os.path.dirname(m)) or m}: at xTB minimum / own minimum (phi, psi), relative, xTB there"
+        f"{m}: at xTB minimum / own minimum (phi, psi), relative, xTB there"
         for m in args.models) + " |")
     print("| --- " * (3 + len(args.models)) + "|")
     for name in STARTS:
@@ -138,7 +141,8 @@ def main():
                  f"{results['models'][m]['own_minima'][name]['xtb_relative']:+.3f}" for m in args.models]
         print(f"| {name} | {r['phi_psi']} | {r['relative']:+.3f} | " + " | ".join(cells) + " |")
     for m in args.models:
-        print(f"{m}: largest error of relative energies at the xTB minima {results['models'][m]['max_error_eV']:.3f} eV")
+        print(f"{m}: largest error of relative energies at the xTB minima {results['models'][m]['max_error_eV']:.3f} eV; "
+              f"xTB energy at the model's lowest minimum {results['models'][m]['lowest_own_minimum_xtb_eV']:+.3f} eV")
 
 
 if __name__ == "__main__":
