@@ -15,6 +15,11 @@ with each model (residue grains, through an OpenMM Context). Two numbers per mod
   lowest: 0 when the model's global minimum is xTB's.
 
 Energies in eV. Prints a markdown table and writes every number to ``--output`` (JSON).
+
+``--relax-frames FRAMES.xyz --grid N`` instead relaxes the first model from an N x N grid of
+(phi, psi) starts and writes every ``--every``-th geometry of each path (and its end) with the
+``residue`` grain column, for ``cgaa-openmm label``: the model's own minima and the paths to them,
+where a false minimum shows up, as data for an active-learning round.
 """
 import argparse
 import json
@@ -75,12 +80,37 @@ def dihedrals(positions: np.ndarray, topology) -> tuple:
                  for _, idx in backbone_dihedrals(topology))
 
 
-def relax(atoms: Atoms, calculator, fmax: float, steps: int) -> tuple:
-    """(positions Å, energy eV, converged) after BFGS from ``atoms`` with ``calculator``."""
+def relax(atoms: Atoms, calculator, fmax: float, steps: int, every: int = 0) -> tuple:
+    """(positions Å, energy eV, converged, path) after BFGS from ``atoms`` with ``calculator``;
+    ``path`` holds every ``every``-th geometry (none if 0)."""
     moving = atoms.copy()
     moving.calc = calculator
-    converged = BFGS(moving, logfile=None).run(fmax=fmax, steps=steps)
-    return moving.positions.copy(), float(moving.get_potential_energy()), bool(converged)
+    optimizer = BFGS(moving, logfile=None)
+    path = []
+    if every > 0:
+        optimizer.attach(lambda: path.append(moving.positions.copy()), interval=every)
+    converged = optimizer.run(fmax=fmax, steps=steps)
+    return moving.positions.copy(), float(moving.get_potential_energy()), bool(converged), path
+
+
+def relax_frames(model: str, output: str, grid: int, every: int, fmax: float, steps: int) -> int:
+    """Write the model's relaxation paths from an n x n (phi, psi) grid of starts (see the module doc)."""
+    from ase.io import write
+    from training.peptides import grid_windows, residue_grains
+    pdb = app.PDBFile(PDB)
+    numbers = [atom.element.atomic_number for atom in pdb.topology.atoms()]
+    calculator = ModelCalculator(model, pdb.topology)
+    frames = []
+    for phi, psi in grid_windows(grid):
+        start = Atoms(numbers=numbers, positions=start_geometry(phi, psi))
+        end, _, _, path = relax(start, calculator, fmax, steps, every)
+        for k, positions in enumerate(path[1:] + [end]):
+            atoms = Atoms(numbers=numbers, positions=positions)
+            atoms.arrays["residue"] = residue_grains(pdb.topology)
+            atoms.info.update(label_id=f"relax-phi{phi:g}-psi{psi:g}-{k:03d}", charge=0, phi0=phi, psi0=psi)
+            frames.append(atoms)
+    write(output, frames)
+    return len(frames)
 
 
 def main():
@@ -89,8 +119,16 @@ def main():
     parser.add_argument("--fmax", type=float, default=0.02, help="eV/Å, BFGS convergence")
     parser.add_argument("--steps", type=int, default=1000, help="BFGS steps at most")
     parser.add_argument("--output", default="conformers.json")
+    parser.add_argument("--relax-frames", metavar="FRAMES.xyz",
+                        help="write the first model's relaxation paths from a --grid of starts instead")
+    parser.add_argument("--grid", type=int, default=6, help="N: an N x N grid of (phi, psi) starts")
+    parser.add_argument("--every", type=int, default=10, help="keep every this many BFGS steps of a path")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.relax_frames:
+        n = relax_frames(args.models[0], args.relax_frames, args.grid, args.every, args.fmax, args.steps)
+        print(f"{n} configurations written to {args.relax_frames}")
+        return
     from tblite.ase import TBLite
     pdb = app.PDBFile(PDB)
     numbers = [atom.element.atomic_number for atom in pdb.topology.atoms()]
@@ -102,7 +140,7 @@ def main():
     starts = {name: Atoms(numbers=numbers, positions=start_geometry(*angles)) for name, angles in STARTS.items()}
     reference = {}
     for name, atoms in starts.items():
-        positions, energy, converged = relax(atoms, xtb, args.fmax, args.steps)
+        positions, energy, converged, _ = relax(atoms, xtb, args.fmax, args.steps)
         reference[name] = dict(phi_psi=dihedrals(positions, pdb.topology), energy=energy, converged=converged,
                                positions=positions)
     lowest = min(r["energy"] for r in reference.values())
@@ -117,7 +155,7 @@ def main():
         at_xtb = {n: e - base for n, e in at_xtb.items()}
         own = {}
         for name, atoms in starts.items():
-            positions, energy, converged = relax(atoms, calculator, args.fmax, args.steps)
+            positions, energy, converged, _ = relax(atoms, calculator, args.fmax, args.steps)
             own[name] = dict(phi_psi=dihedrals(positions, pdb.topology), energy=energy, converged=converged,
                              xtb_relative=xtb_energy(positions) - lowest)
         own_lowest = min(o["energy"] for o in own.values())
