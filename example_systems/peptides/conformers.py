@@ -5,7 +5,7 @@
 Each start (phi, psi in degrees: C7eq, C5, alpha-R, C7ax, alpha-L) is made by minimising the
 amber14 peptide with its backbone dihedrals restrained there (``training.peptides``). From every
 start, ASE's BFGS relaxes the peptide to ``--fmax`` eV/Å once with GFN2-xTB (tblite) and once
-with each model (residue grains, through an OpenMM Context). Two numbers per model:
+with each model (its own grains, through an OpenMM Context). Two numbers per model:
 
 * ``at_xtb_minima``: the model's energy at xTB's minima, relative to xTB's lowest one, against
   xTB's relative energies. ``max_error_eV`` is the largest disagreement: the conformer balance.
@@ -44,13 +44,16 @@ EV = (1.0 * unit.kilojoule_per_mole / unit.AVOGADRO_CONSTANT_NA).value_in_unit(u
 
 
 class ModelCalculator(Calculator):
-    """ASE calculator for a CGAA model file on one peptide topology (residue grains, CPU, one thread)."""
+    """ASE calculator for a CGAA model file on one peptide topology (CPU, one thread), with the
+    grains the model was trained with (residue, or atom for the all-atom baseline)."""
 
     implemented_properties = ["energy", "forces"]
 
     def __init__(self, model: str, topology: app.Topology):
         super().__init__()
-        system = CGAAPotential.load(model).createSystem(topology, grains="residue")
+        potential = CGAAPotential.load(model)
+        grains = "atom" if potential.metadata.get("grains") == "atom" else "residue"
+        system = potential.createSystem(topology, grains=grains)
         self.context = openmm.Context(system, openmm.VerletIntegrator(0.0005),
                                       openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
 
@@ -115,7 +118,7 @@ def relax_frames(model: str, output: str, grid: int, every: int, fmax: float, st
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help="model files (residue grains of ACE-ALA-NME)")
+    parser.add_argument("models", nargs="+", help="model files for ACE-ALA-NME (residue or atom grains)")
     parser.add_argument("--fmax", type=float, default=0.02, help="eV/Å, BFGS convergence")
     parser.add_argument("--steps", type=int, default=1000, help="BFGS steps at most")
     parser.add_argument("--output", default="conformers.json")
