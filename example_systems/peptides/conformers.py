@@ -14,6 +14,10 @@ with each model (its own grains, through an OpenMM Context). Two numbers per mod
   ``lowest_own_minimum_xtb_eV`` is xTB's energy at the model's lowest minimum, relative to xTB's
   lowest: 0 when the model's global minimum is xTB's.
 
+With ``--data LABELLED.xyz`` (e.g. the umbrella-window test set ``ace-ala-nme-grid-test.xyz``)
+each model also gets ``data_error_sd_eV``: the standard deviation over those configurations of
+(model - xTB) energy per molecule, i.e. the error of relative energies, whatever the offset.
+
 Energies in eV. Prints a markdown table and writes every number to ``--output`` (JSON).
 
 ``--relax-frames FRAMES.xyz --grid N`` instead relaxes the first model from an N x N grid of
@@ -122,6 +126,7 @@ def main():
     parser.add_argument("--fmax", type=float, default=0.02, help="eV/Å, BFGS convergence")
     parser.add_argument("--steps", type=int, default=1000, help="BFGS steps at most")
     parser.add_argument("--output", default="conformers.json")
+    parser.add_argument("--data", help="labelled configurations (energy_xtb, eV) for data_error_sd_eV")
     parser.add_argument("--relax-frames", metavar="FRAMES.xyz",
                         help="write the first model's relaxation paths from a --grid of starts instead")
     parser.add_argument("--grid", type=int, default=6, help="N: an N x N grid of (phi, psi) starts")
@@ -168,6 +173,12 @@ def main():
         results["models"][model] = dict(at_xtb_minima=at_xtb, max_error_eV=float(np.max(np.abs(errors))),
                                         own_minima=own, lowest_own_minimum_xtb_eV=min(
                                             own.values(), key=lambda o: o["relative"])["xtb_relative"])
+        if args.data:
+            from ase.io import read
+            labelled = read(args.data, index=":")
+            data_errors = [calculator.get_potential_energy(Atoms(numbers=a.numbers, positions=a.positions))
+                           - a.info["energy_xtb"] for a in labelled]
+            results["models"][model].update(data=args.data, data_error_sd_eV=float(np.std(data_errors)))
     with open(args.output, "w") as f:
         json.dump(results, f, indent=1)
 
@@ -183,7 +194,9 @@ def main():
         print(f"| {name} | {r['phi_psi']} | {r['relative']:+.3f} | " + " | ".join(cells) + " |")
     for m in args.models:
         print(f"{m}: largest error of relative energies at the xTB minima {results['models'][m]['max_error_eV']:.3f} eV; "
-              f"xTB energy at the model's lowest minimum {results['models'][m]['lowest_own_minimum_xtb_eV']:+.3f} eV")
+              f"xTB energy at the model's lowest minimum {results['models'][m]['lowest_own_minimum_xtb_eV']:+.3f} eV"
+              + (f"; energy error sd on {args.data} {results['models'][m]['data_error_sd_eV']:.3f} eV"
+                 if args.data else ""))
 
 
 if __name__ == "__main__":
