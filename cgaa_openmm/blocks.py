@@ -120,8 +120,8 @@ class DensityLayer(torch.nn.Module):
     radial basis); then B_j = A'_j + A'_j (x) A'_j + (A'_j (x) A'_j) (x) A'_j, channelwise products
     (:func:`channelwise_product`) of A'_j = bounded(linear(A_j) + linear(x_j)) (:func:`bounded`),
     so up to three neighbours and the atom's own features (its element, its place r'_j in the
-    grain) are correlated; the
-    update is x_j + gate(linear(B_j) + linear(x_j)). Only scalars travel along pairs: a pair costs
+    grain) are correlated; the update is x_j + gate(linear(B_j) + linear(x_j)). Only scalars
+    travel along pairs: a pair costs
     C (l_max + 1) radial weights and C (l_max + 1)^2 products, where :class:`Interaction` couples
     every l of the sender with every l of the pair direction.
     """

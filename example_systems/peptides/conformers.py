@@ -38,13 +38,13 @@ from ase.optimize import BFGS
 from openmm import app, unit
 
 from cgaa_openmm import CGAAPotential
+from cgaa_openmm.potential import KJ_PER_MOL_PER_EV
 from training.peptides import add_dihedral_restraints, backbone_dihedrals, build_system
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PDB = os.path.join(HERE, "ace-ala-nme.pdb")
 STARTS = {"C7eq": (-80.0, 75.0), "C5": (-155.0, 160.0), "alphaR": (-70.0, -40.0), "C7ax": (70.0, -60.0),
           "alphaL": (60.0, 45.0)}
-EV = (1.0 * unit.kilojoule_per_mole / unit.AVOGADRO_CONSTANT_NA).value_in_unit(unit.joule) / 1.602176634e-19
 
 
 class ModelCalculator(Calculator):
@@ -65,9 +65,10 @@ class ModelCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         self.context.setPositions(self.atoms.positions * unit.angstrom)
         state = self.context.getState(getEnergy=True, getForces=True)
-        self.results = dict(energy=state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * EV,
-                            forces=state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.angstrom)
-                            * EV)
+        self.results = dict(
+            energy=state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) / KJ_PER_MOL_PER_EV,
+            forces=state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.angstrom)
+            / KJ_PER_MOL_PER_EV)
 
 
 def start_geometry(phi: float, psi: float) -> np.ndarray:
@@ -106,6 +107,7 @@ def relax_frames(model: str, output: str, grid: int, every: int, fmax: float, st
     from training.peptides import grid_windows, residue_grains
     pdb = app.PDBFile(PDB)
     numbers = [atom.element.atomic_number for atom in pdb.topology.atoms()]
+    grains = residue_grains(pdb.topology)
     calculator = ModelCalculator(model, pdb.topology)
     frames = []
     for phi, psi in grid_windows(grid):
@@ -113,7 +115,7 @@ def relax_frames(model: str, output: str, grid: int, every: int, fmax: float, st
         end, _, _, path = relax(start, calculator, fmax, steps, every)
         for k, positions in enumerate(path[1:] + [end]):
             atoms = Atoms(numbers=numbers, positions=positions)
-            atoms.arrays["residue"] = residue_grains(pdb.topology)
+            atoms.arrays["residue"] = grains
             atoms.info.update(label_id=f"relax-phi{phi:g}-psi{psi:g}-{k:03d}", charge=0, phi0=phi, psi0=psi)
             frames.append(atoms)
     write(output, frames)
