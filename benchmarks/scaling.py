@@ -4,13 +4,16 @@ EC/EMC liquid boxes are the bundled 800-atom box (``example_systems/ecemc.pdb``)
 na x nb x nc times (``TILINGS``: 800, 3,200, 9,600, 28,800 and 100,000 atoms), built in memory.
 Every (model, size) runs in a fresh subprocess, so that its peak RSS (``ru_maxrss``) is its own:
 
-* ``cgaa``: the shipped ``carbonates-xtb`` model, molecule grains, as an ``openmmtorch.TorchForce``;
+* ``cgaa``: the shipped ``carbonates-xtb`` model (or ``--model``), molecule grains, as an
+  ``openmmtorch.TorchForce``;
 * ``atom``: the same code, width and depth with every atom its own grain and a 5 Å atom cutoff
   (untrained weights: speed does not depend on them), as in ``step_time.py``;
 * ``mace``: mace-torch (``accuracy.MACE_VERSION``, in its own venv as ``accuracy.py`` builds it), the
   trained tutorial model of ``accuracy.py`` if it exists, else a freshly initialised one of the
   same size (32 channels, L=0, r 4 Å, correlation 3, 2 interactions), float32, called directly with
   torch: one evaluation = mace's neighbour list and graph (matscipy) + forward + forces, no stress;
+* ``mace-medium``: the same at the size of the brief's reference MACE (64 channels, L=1, r 5 Å,
+  correlation 3: 0.125 eV/Å on the carbonate test set), freshly initialised;
 * ``tip3p``: round(N / 3) TIP3P waters (``tip3p.xml``, PME, 1 nm cutoff, rigid), the classical floor.
 
 The OpenMM ones time ``getState(getEnergy, getForces)`` in a CPU-platform Context (``--threads``,
@@ -18,11 +21,12 @@ also torch's threads). After two warm-up evaluations (TorchScript profiles, then
 repeats until ``--seconds`` are spent (at least 1, at most 10 repeats) and takes the median;
 ns/day is at 1 fs per evaluation. A run is killed past ``--timeout`` seconds or ``--max-rss-gb``
 of RSS, and one predicted (linear in N from the two largest sizes measured) to exceed either is
-not started: both are recorded, not dropped. A profile (torch.profiler) of one eager CGAA
+not started: both are recorded, not dropped. Memory is the peak RSS of the whole process and,
+apart, what the evaluations add to the RSS the loaded model and Context already hold. A profile (torch.profiler) of one eager CGAA
 evaluation of the 800-atom box splits its time into model parts, forward and backward.
 
-Usage: ``python benchmarks/scaling.py [--sizes 800 3200 ...] [--models cgaa atom mace tip3p]
-[--threads 2] [--quick]``. Writes ``benchmarks/results/scaling.json``, ``scaling.md`` and
+Usage: ``python benchmarks/scaling.py [--sizes 800 3200 ...] [--models cgaa atom mace mace-medium tip3p]
+[--model NAME_OR_PATH] [--threads 2] [--quick]``. Writes ``benchmarks/results/scaling.json``, ``scaling.md`` and
 ``scaling.png`` (``--output-dir``); per-run logs go to ``benchmarks/runs/scaling/{full,quick}/``.
 ``--quick`` (for the test: outputs, not timings) runs one evaluation per model, all at once.
 """
@@ -47,9 +51,11 @@ from build_ecemc import BOX, tile  # noqa: E402
 
 #: Atoms -> copies of the 800-atom box along a, b, c.
 TILINGS = {800: (1, 1, 1), 3200: (2, 2, 1), 9600: (2, 2, 3), 28800: (3, 3, 4), 100000: (5, 5, 5)}
-MODELS = ("cgaa", "atom", "mace", "tip3p")
-LABELS = {"cgaa": "CGAA (molecule grains)", "atom": "atom grains (5 Å)", "mace": "MACE",
-          "tip3p": "TIP3P water (PME)"}
+MODELS = ("cgaa", "atom", "mace", "mace-medium", "tip3p")
+LABELS = {"cgaa": "CGAA (molecule grains)", "atom": "atom grains (5 Å)", "mace": "MACE (tutorial size)",
+          "mace-medium": "MACE (medium size)", "tip3p": "TIP3P water (PME)"}
+#: mace-torch hyperparameters of ``mace`` and ``mace-medium`` (as ``accuracy.MACE_SIZES`` trains them).
+MACE_SIZES = {"mace": dict(r_max=4.0, hidden_irreps="32x0e"), "mace-medium": dict(r_max=5.0, hidden_irreps="64x0e+64x1o")}
 KJ_PER_EV = 96.48533212331
 MACE_RUN = os.path.join(HERE, "runs", "accuracy", "mace-tutorial")
 WARMUP = 2
@@ -83,7 +89,7 @@ def timed(evaluate, seconds: float, quick: bool) -> dict:
     return dict(energy_kj_mol=float(energy), warmup_ms=warm, times_ms=times, median_ms=statistics.median(times))
 
 
-def openmm_system(model: str, tiles) -> tuple:
+def openmm_system(model: str, tiles, model_path: str = "carbonates-xtb") -> tuple:
     """System, positions and notes of one OpenMM model on the tiled box."""
     from openmm import app, unit
     topology, xyz = tile(BOX, tiles)
@@ -97,23 +103,23 @@ def openmm_system(model: str, tiles) -> tuple:
         return system, modeller.positions, modeller.topology, "tip3p.xml, PME, 1 nm cutoff, rigid water"
     from cgaa_openmm import CGAAPotential
     from cgaa_openmm.model import CGAAModel
-    cgaa = CGAAPotential.load("carbonates-xtb")
+    cgaa = CGAAPotential.load(model_path)
     if model == "cgaa":
-        return cgaa.createSystem(topology, grains="molecule"), xyz, topology, "carbonates-xtb, molecule grains"
+        return cgaa.createSystem(topology, grains="molecule"), xyz, topology, f"{model_path}, molecule grains"
     hp = dict(cgaa.model.hyperparameters, grain_cutoff=5.0)
     atom = CGAAPotential(CGAAModel(cgaa.model.elements, cgaa.model.atomic_energies.tolist(), **hp),
                          dict(cgaa.metadata, grains="atom", grain_formulas=[]))
     return atom.createSystem(topology, grains="atom"), xyz, topology, "untrained, every atom a grain, 5 Å cutoff"
 
 
-def run_openmm(model: str, tiles, threads: int, seconds: float, quick: bool) -> dict:
+def run_openmm(model: str, tiles, threads: int, seconds: float, quick: bool, model_path: str) -> dict:
     """Timings (ms), energy (kJ/mol), setup (s) and RSS (MB) of ``cgaa``, ``atom`` or ``tip3p``."""
     import openmm
     import torch
     from openmm import unit
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    system, positions, topology, notes = openmm_system(model, tiles)
+    system, positions, topology, notes = openmm_system(model, tiles, model_path)
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"),
                              {"Threads": str(threads)})
     context.setPositions(positions)
@@ -127,22 +133,22 @@ def run_openmm(model: str, tiles, threads: int, seconds: float, quick: bool) -> 
                 rss_before_eval_mb=rss_before, how="OpenMM CPU Context, getState(energy, forces)")
 
 
-def fresh_mace(avg_num_neighbors: float):
-    """An untrained ScaleShiftMACE as ``mace_run_train --model=MACE`` builds it at tutorial size."""
+def fresh_mace(avg_num_neighbors: float, r_max: float, hidden_irreps: str):
+    """An untrained ScaleShiftMACE as ``mace_run_train --model=MACE`` builds it (``MACE_SIZES``)."""
     import torch
     from e3nn import o3
     from mace import modules
     return modules.ScaleShiftMACE(
-        r_max=4.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=3, num_interactions=2,
+        r_max=r_max, num_bessel=8, num_polynomial_cutoff=5, max_ell=3, num_interactions=2,
         interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
         interaction_cls_first=modules.interaction_classes["RealAgnosticInteractionBlock"],
         num_elements=3, atomic_numbers=[1, 6, 8], atomic_energies=np.zeros(3),
-        hidden_irreps=o3.Irreps("32x0e"), MLP_irreps=o3.Irreps("16x0e"), correlation=3,
+        hidden_irreps=o3.Irreps(hidden_irreps), MLP_irreps=o3.Irreps("16x0e"), correlation=3,
         avg_num_neighbors=avg_num_neighbors, gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64],
         atomic_inter_scale=1.0, atomic_inter_shift=0.0)
 
 
-def run_mace(tiles, threads: int, seconds: float, quick: bool) -> dict:
+def run_mace(tiles, threads: int, seconds: float, quick: bool, size: str) -> dict:
     """Timings (ms), energy (kJ/mol), setup (s) and RSS (MB) of MACE on the tiled box (in the MACE venv)."""
     from importlib.metadata import version
 
@@ -159,16 +165,17 @@ def run_mace(tiles, threads: int, seconds: float, quick: bool) -> dict:
     atoms = Atoms(numbers=[a.element.atomic_number for a in topology.atoms()], positions=10.0 * xyz, pbc=True,
                   cell=np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom)))
     trained = os.path.join(MACE_RUN, "mace-tutorial_stagetwo.model")
-    model = torch.load(trained, map_location="cpu") if os.path.exists(trained) else None
+    trained = trained if size == "mace" and os.path.exists(trained) else None
+    model = torch.load(trained, map_location="cpu") if trained else None
     z_table = AtomicNumberTable([int(z) for z in (model.atomic_numbers if model is not None else [1, 6, 8])])
-    r_max = float(model.r_max) if model is not None else 4.0
+    r_max = float(model.r_max) if model is not None else MACE_SIZES[size]["r_max"]
 
     def batch():
         graph = data.AtomicData.from_config(data.config_from_atoms(atoms), z_table=z_table, cutoff=r_max)
         return next(iter(torch_geometric.dataloader.DataLoader([graph], batch_size=1))).to_dict()
     if model is None:
         first = batch()
-        model = fresh_mace(first["edge_index"].shape[1] / len(atoms))
+        model = fresh_mace(first["edge_index"].shape[1] / len(atoms), **MACE_SIZES[size])
     model = model.float().eval()
     setup = time.perf_counter() - t0
     rss_before = rss_mb()
@@ -176,8 +183,9 @@ def run_mace(tiles, threads: int, seconds: float, quick: bool) -> dict:
     def evaluate():
         out = model(batch(), compute_force=True, compute_stress=False, training=False)
         return KJ_PER_EV * float(out["energy"].detach().sum())
-    weights = (f"trained ({os.path.relpath(trained, ROOT)})" if os.path.exists(trained) else
-               "freshly initialised at tutorial size (32x0e, max_ell 3, correlation 3, 2 interactions, r 4 Å)")
+    weights = (f"trained ({os.path.relpath(trained, ROOT)})" if trained else
+               f"freshly initialised ({MACE_SIZES[size]['hidden_irreps']}, max_ell 3, correlation 3, "
+               f"2 interactions, r {MACE_SIZES[size]['r_max']:g} Å)")
     return dict(timed(evaluate, seconds, quick), atoms=len(atoms), setup_s=setup, rss_before_eval_mb=rss_before,
                 notes=f"mace-torch {version('mace-torch')}, {weights}, float32",
                 how="torch directly: mace's neighbour list and graph, forward, forces (no stress)")
@@ -186,12 +194,13 @@ def run_mace(tiles, threads: int, seconds: float, quick: bool) -> dict:
 PARTS = {  # model part -> submodules of CGAAModel whose calls it times
     "centre embedding": ("species_embedding", "solid_harmonics", "centre_basis", "centre_embedding"),
     "intra-grain embedding": ("intra_basis", "intra_layers", "atom_readout"),
-    "grain message passing": ("pool", "grain_basis", "grain_layers", "grain_readout"),
+    "grain products and message passing": ("pool", "grain_products", "grain_basis", "grain_layers",
+                                           "grain_readout"),
 }
 SEARCH = "neighbour search / unwrapping"
 
 
-def run_profile(tiles, threads: int, quick: bool) -> dict:
+def run_profile(tiles, threads: int, quick: bool, model_path: str) -> dict:
     """One eager CGAA evaluation (energy and forces) under torch.profiler, split into model parts.
 
     Forward time of a part: its submodules' calls (``record_function`` ranges set by forward hooks;
@@ -210,7 +219,7 @@ def run_profile(tiles, threads: int, quick: bool) -> dict:
     from cgaa_openmm import CGAAPotential
     torch.set_num_threads(threads)
     topology, xyz = tile(BOX, tiles)
-    module = CGAAPotential.load("carbonates-xtb").createModule(topology, grains="molecule")
+    module = CGAAPotential.load(model_path).createModule(topology, grains="molecule")
     model = module.model
     for name in ("check_box", "unwrap_shifts", "grain_centres", "neighbor_pairs"):
         def wrapped(*args, _f=getattr(torchforce, name)):
@@ -295,12 +304,12 @@ def run_profile(tiles, threads: int, quick: bool) -> dict:
 def worker(args) -> None:
     """Run one measurement and print its result as the last line of stdout (JSON)."""
     tiles = tuple(args.tiles)
-    if args.worker == "mace":
-        result = run_mace(tiles, args.threads, args.seconds, args.quick)
+    if args.worker in MACE_SIZES:
+        result = run_mace(tiles, args.threads, args.seconds, args.quick, args.worker)
     elif args.worker == "profile":
-        result = run_profile(tiles, args.threads, args.quick)
+        result = run_profile(tiles, args.threads, args.quick, args.model)
     else:
-        result = run_openmm(args.worker, tiles, args.threads, args.seconds, args.quick)
+        result = run_openmm(args.worker, tiles, args.threads, args.seconds, args.quick, args.model)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["load_average"] = os.getloadavg()[0]  # of the shared machine, over the last minute
     print(json.dumps(result))
@@ -391,8 +400,9 @@ def gate(done: dict, atoms: int, timeout: float, max_rss_mb: float):
 
 
 def derived(row: dict) -> dict:
-    """Per-atom time (µs), ns/day at 1 fs per evaluation."""
+    """Per-atom time (µs), ns/day at 1 fs per evaluation, RSS the evaluations add (MB)."""
     if row.get("status") == "ok":
+        row["eval_rss_mb"] = row["peak_rss_mb"] - row["rss_before_eval_mb"]
         row["us_per_atom"] = 1e3 * row["median_ms"] / row["atoms"]
         row["ns_per_day"] = 86.4 / row["median_ms"]  # (8.64e7 ms/day / ms per step) x 1e-6 ns per step
     return row
@@ -405,10 +415,12 @@ def table(results: dict) -> str:
              f"threads, OMP_WAIT_POLICY={results['worker_env']['OMP_WAIT_POLICY']}; torch "
              f"{results['versions']['torch']}, OpenMM {results['versions']['openmm']}. "
              "ms: median energy+forces evaluation; ns/day at 1 fs per evaluation; RSS: peak of the "
-             "whole process (Python, libraries and model included); load: the machine's 1-minute load "
+             "whole process (Python, libraries and model included); evaluation: what the evaluations add "
+             "to the RSS of the loaded model and Context; load: the machine's 1-minute load "
              "average at the end of the run (other jobs share its cores).", "",
-             "| atoms | model | ms / evaluation | µs / atom | ns/day | peak RSS (MB) | repeats | load | status |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| atoms | model | ms / evaluation | µs / atom | ns/day | peak RSS (MB) | evaluation (MB) | repeats "
+             "| load | status |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for size in results["sizes"]:
         for m in models:
             r = results["runs"][m].get(str(size))
@@ -418,19 +430,23 @@ def table(results: dict) -> str:
             if r["status"] == "ok":
                 load = f"{r['load_average']:.1f}" if "load_average" in r else ""
                 lines.append(f"| {n:,} | {LABELS[m]} | {r['median_ms']:.4g} | {r['us_per_atom']:.3g} | "
-                             f"{r['ns_per_day']:.3g} | {r['peak_rss_mb']:.0f} | {len(r['times_ms'])} | {load} | ok |")
+                             f"{r['ns_per_day']:.3g} | {r['peak_rss_mb']:.0f} | {r['eval_rss_mb']:.0f} | "
+                             f"{len(r['times_ms'])} | {load} | ok |")
             else:
-                lines.append(f"| {n:,} | {LABELS[m]} | | | | | | | {r['status']} |")
-    lines += ["", "Ratios at the same size: time and peak RSS of each model over CGAA's.", "",
-              "| atoms | atom grains / CGAA time | MACE / CGAA time | TIP3P / CGAA time | "
-              "atom grains / CGAA RSS | MACE / CGAA RSS |", "| --- | --- | --- | --- | --- | --- |"]
+                lines.append(f"| {n:,} | {LABELS[m]} | | | | | | | | {r['status']} |")
+    others = [m for m in models if m != "cgaa"]
+    memory = [m for m in others if m != "tip3p"]
+    lines += ["", "Ratios at the same size: time, peak RSS and evaluation memory of each model over CGAA's.", "",
+              "| atoms | " + " | ".join(f"{LABELS[m]} / CGAA time" for m in others) + " | "
+              + " | ".join(f"{LABELS[m]} / CGAA {what}" for what in ("RSS", "evaluation memory") for m in memory)
+              + " |", "|" + " --- |" * (1 + len(others) + 2 * len(memory))]
     for size in results["sizes"]:
         base = results["runs"].get("cgaa", {}).get(str(size), {})
         if base.get("status") != "ok":
             continue
         cells = []
-        for key in ("median_ms", "peak_rss_mb"):
-            for m in (("atom", "mace", "tip3p") if key == "median_ms" else ("atom", "mace")):
+        for key in ("median_ms", "peak_rss_mb", "eval_rss_mb"):
+            for m in (others if key == "median_ms" else memory):
                 r = results["runs"].get(m, {}).get(str(size), {})
                 cells.append(f"{r[key] / base[key]:.3g}" if r.get("status") == "ok" else "n/a")
         lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
@@ -502,6 +518,7 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=sorted(TILINGS), choices=sorted(TILINGS),
                         metavar="ATOMS", help=f"atom counts, of {sorted(TILINGS)}")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--model", default="carbonates-xtb", help="CGAA model file or shipped name (cgaa, atom)")
     parser.add_argument("--threads", type=int, default=2, help="OpenMM CPU and torch threads")
     parser.add_argument("--seconds", type=float, default=20.0, help="time spent repeating after warm-up, per run")
     parser.add_argument("--timeout", type=float, default=1500.0, help="s per run (setup included)")
@@ -534,6 +551,9 @@ def main(argv=None):
             parser.error(f"--merge: {previous} was measured with {results['threads']} threads")
         results["commands"].append(command)
         results["sizes"] = sorted(set(results["sizes"]) | set(sizes))
+        for runs in results["runs"].values():
+            for row in runs.values():
+                derived(row)
     else:
         results = dict(commands=[command], sizes=sizes, threads=args.threads, worker_env=WORKER_ENV,
                        machine=dict(cpu=cpu_model(), cores=os.cpu_count(), mem_available_gb=available_mb() / 1024),
@@ -542,8 +562,8 @@ def main(argv=None):
     for m in args.models:
         results["runs"].setdefault(m, {})
     python = {m: sys.executable for m in args.models}
-    if "mace" in args.models:
-        python["mace"] = mace_python(args.mace_venv, build=not args.quick)
+    for m in set(MACE_SIZES) & set(args.models):
+        python[m] = mace_python(args.mace_venv, build=not args.quick)
 
     def measure(m: str, size: int) -> dict:
         done = {int(k): v for k, v in results["runs"][m].items()}
@@ -553,7 +573,8 @@ def main(argv=None):
         if reason:
             return dict(status=reason, atoms=size)
         command = [python[m], os.path.abspath(__file__), "--worker", m, "--tiles", *map(str, TILINGS[size]),
-                   "--threads", str(args.threads), "--seconds", str(args.seconds)] + ["--quick"] * args.quick
+                   "--threads", str(args.threads), "--seconds", str(args.seconds),
+                   "--model", args.model] + ["--quick"] * args.quick
         return dict(dict(atoms=size, limits=dict(max_rss_mb=max_rss, timeout_s=args.timeout)),
                     **launch(command, os.path.join(logs, f"{m}_{size}.log"), args.timeout, max_rss))
     # Timed runs one at a time; --quick (no timings) runs every model of a size, and the profile, at once.
@@ -561,7 +582,7 @@ def main(argv=None):
         profile = None
         if not args.no_profile:
             command = [sys.executable, os.path.abspath(__file__), "--worker", "profile", "--tiles", "1", "1", "1",
-                       "--threads", str(args.threads)] + ["--quick"] * args.quick
+                       "--threads", str(args.threads), "--model", args.model] + ["--quick"] * args.quick
             profile = partial(launch, command, os.path.join(logs, "profile.log"), args.timeout, max_rss)
             profile = pool.submit(profile) if args.quick else profile
         for size in sizes:

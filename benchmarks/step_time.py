@@ -1,11 +1,11 @@
 """ms per energy+forces evaluation in an OpenMM Context: CGAA grains vs atom grains, one run.
 
 The all-atom baseline is the same code and hyperparameters with every atom its own grain and a
-5 Å atom cutoff (untrained weights: speed does not depend on them). ``--embed interaction:0
-density:1`` also times the model with other intra-grain embeddings (``embed_kind:embed_layers``,
-untrained: what the atom-level embedding costs). Usage:
-``python benchmarks/step_time.py [PDB] [--repeats 20] [--threads 2] [--embed KIND:N ...]``; writes
-``benchmarks/results/step_time.json``.
+5 Å atom cutoff (untrained weights: speed does not depend on them). ``--variant
+embed_kind=density,embed_layers=1`` also times the model with those hyperparameters changed
+(untrained: what, e.g., another intra-grain embedding costs). Usage:
+``python benchmarks/step_time.py [PDB] [--model NAME_OR_PATH] [--repeats 20] [--threads 2]
+[--variant KEY=VALUE,... ...]``; writes ``benchmarks/results/step_time.json``.
 """
 import argparse
 import json
@@ -16,6 +16,7 @@ import time
 
 import openmm
 import torch
+import yaml
 from openmm import app
 
 from cgaa_openmm import CGAAPotential
@@ -45,9 +46,9 @@ def main():
     parser.add_argument("--model", default="carbonates-xtb")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--embed", nargs="*", default=[], metavar="KIND:N",
-                        help="also time the model with these intra-grain embeddings, embed_kind:embed_layers "
-                             "(e.g. interaction:0 density:1)")
+    parser.add_argument("--variant", nargs="*", default=[], metavar="KEY=VALUE,...",
+                        help="also time the model with these hyperparameters changed "
+                             "(e.g. embed_kind=density,embed_layers=1)")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "step_time.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -61,11 +62,11 @@ def main():
                    machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                    torch=torch.__version__, openmm=openmm.__version__)
     variants = [("cgaa_residue_grains", cgaa, "residue"), ("atom_grains", baseline, "atom")]
-    embeds = [(kind, int(layers)) for kind, layers in (spec.split(":") for spec in args.embed)]
-    for kind, layers in embeds:
+    for spec in args.variant:
+        changes = {key: yaml.safe_load(value) for key, value in (item.split("=") for item in spec.split(","))}
         model = CGAAModel(cgaa.model.elements, cgaa.model.atomic_energies.tolist(),
-                          **dict(cgaa.model.hyperparameters, embed_kind=kind, embed_layers=layers))
-        variants.append((f"cgaa_{kind}_{layers}", CGAAPotential(model, dict(cgaa.metadata)), "residue"))
+                          **dict(cgaa.model.hyperparameters, **changes))
+        variants.append((spec, CGAAPotential(model, dict(cgaa.metadata)), "residue"))
     for name, pot, grains in variants:
         median, times = time_evaluations(pot.createSystem(pdb.topology, grains=grains), pdb.positions,
                                          args.repeats, args.threads)
@@ -73,10 +74,9 @@ def main():
         print(f"{name}: {median:.1f} ms per evaluation (median of {args.repeats})", flush=True)
     results["speedup"] = results["atom_grains"]["median_ms"] / results["cgaa_residue_grains"]["median_ms"]
     print(f"CGAA is {results['speedup']:.1f}x faster than atom grains on {results['atoms']} atoms")
-    for kind, layers in embeds:
-        ratio = results["atom_grains"]["median_ms"] / results[f"cgaa_{kind}_{layers}"]["median_ms"]
-        results[f"speedup_{kind}_{layers}"] = ratio
-        print(f"with {layers} {kind} embedding layers: {ratio:.1f}x faster than atom grains")
+    for spec in args.variant:
+        results[spec]["speedup"] = results["atom_grains"]["median_ms"] / results[spec]["median_ms"]
+        print(f"{spec}: {results[spec]['speedup']:.1f}x faster than atom grains")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=1)

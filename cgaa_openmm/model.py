@@ -15,6 +15,8 @@ Design (see docs/model.md):
   or MACE-like neighbour densities and their products per atom). Grain features are the sum over the
   grain's atoms, so they do not depend on the order in which atoms are listed,
   yet hold the internal geometry that sets the intramolecular forces.
+* Optionally (``grain_products``), body-ordered products of each grain's pooled features with
+  themselves: pairs and triples of its atoms correlated around R_J, once per grain.
 * Message passing between grains only, over a radius graph of grain centres
   with a smooth cutoff (``interactions`` rounds).
 * Readout: E_J = s * (MLP(grain scalars) + sum_{j in J} linear(atom scalars))
@@ -25,8 +27,8 @@ from typing import List, Optional
 import torch
 from e3nn import o3
 
-from .blocks import (BesselBasis, ContactRepulsion, DensityLayer, GaussianBasis, Interaction, PairPotential,
-                     PairRepulsion, hidden_irreps)
+from .blocks import (BesselBasis, ContactRepulsion, DensityLayer, GaussianBasis, GrainProduct, Interaction,
+                     PairPotential, PairRepulsion, hidden_irreps)
 from .graph import grain_centres
 
 DEFAULT_HYPERPARAMETERS = dict(
@@ -39,6 +41,10 @@ DEFAULT_HYPERPARAMETERS = dict(
     embed_layers=1,        # intra-grain message-passing rounds in the grain embedding
     embed_kind="interaction",  # their form: blocks.Interaction (full tensor products along pairs) or
                                # "density" (blocks.DensityLayer: MACE-like, scalars along pairs, products per atom)
+    grain_products=0,      # blocks.GrainProduct layers on each grain's own pooled features (grain-level ACE)
+    grain_correlation=3,   # their body order: products of up to 2 or 3 of the grain's atoms
+    density_channels=None,  # channels of the density layers' neighbour densities and products (None: channels)
+    embed_correlation=3,   # body order of the density layers: products of up to 2 or 3 neighbour densities
     interactions=2,        # inter-grain message-passing rounds
     n_radial=8,            # radial basis functions
     radial_hidden=64,      # width of the radial MLPs
@@ -100,7 +106,9 @@ class CGAAModel(torch.nn.Module):
             intra = [Interaction(hidden, hidden, sh, n_radial, radial_hidden, avg_intra)
                      for _ in range(int(hp["embed_layers"]))]
         elif hp["embed_kind"] == "density":
-            intra = [DensityLayer(hidden, self.lmax, self.channels, n_radial, radial_hidden, avg_intra)
+            density_channels = self.channels if hp["density_channels"] is None else int(hp["density_channels"])
+            intra = [DensityLayer(hidden, self.lmax, density_channels, n_radial, radial_hidden, avg_intra,
+                                  int(hp["embed_correlation"]))
                      for _ in range(int(hp["embed_layers"]))]
         else:
             raise ValueError(f"embed_kind must be 'interaction' or 'density', not {hp['embed_kind']!r}")
@@ -108,6 +116,10 @@ class CGAAModel(torch.nn.Module):
         self.atom_readout = o3.Linear(hidden, o3.Irreps("0e"))
         self.pool = o3.Linear(hidden, hidden)
         self.pool_norm = float(hp["avg_grain_atoms"]) ** -0.5
+        self.grain_products = torch.nn.ModuleList([
+            GrainProduct(hidden, self.lmax, self.channels, int(hp["grain_correlation"]))
+            for _ in range(int(hp["grain_products"]))
+        ])
         self.grain_basis = BesselBasis(self.grain_cutoff, n_radial)
         self.grain_layers = torch.nn.ModuleList([
             Interaction(hidden, hidden, sh, n_radial, radial_hidden, float(hp["avg_grain_neighbors"]))
@@ -180,6 +192,8 @@ class CGAAModel(torch.nn.Module):
         # Grain nodes and message passing between grains.
         h = torch.zeros(n_grains, x.shape[1], dtype=x.dtype, device=x.device)
         h = h.index_add(0, grain, self.pool(x)) * self.pool_norm
+        for product in self.grain_products:
+            h = product(h)
         vectors = centres[edge_src] + edge_shift - centres[edge_dst]
         lengths = torch.linalg.norm(vectors, dim=1)
         grain_sh = self.spherical_harmonics(vectors)

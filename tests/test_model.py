@@ -7,6 +7,7 @@ import torch
 from e3nn import o3
 from e3nn.util.jit import script
 
+from cgaa_openmm.blocks import ChannelwiseProduct, from_channels, to_channels
 from cgaa_openmm.graph import intra_pairs
 from cgaa_openmm.neighbors import check_box, neighbor_pairs, perpendicular_widths
 
@@ -16,9 +17,12 @@ ORTHO = np.diag([11.0, 11.5, 12.0])
 TRICLINIC = np.array([[11.0, 0.0, 0.0], [3.0, 11.0, 0.0], [-2.0, 4.0, 12.0]])
 
 
-@pytest.fixture(scope="module", params=["interaction", "density"])
+@pytest.fixture(scope="module", params=["interaction", "density", "density-products"])
 def model(request):
-    """Both intra-grain embeddings (blocks.Interaction, blocks.DensityLayer), two layers each."""
+    """Both intra-grain embeddings (blocks.Interaction, blocks.DensityLayer), two layers each; the
+    density one also with fewer density channels and a grain-level product (blocks.GrainProduct)."""
+    if request.param == "density-products":
+        return make_model(embed_kind="density", embed_layers=2, density_channels=4, grain_products=1)
     return make_model(embed_kind=request.param, embed_layers=2)
 
 
@@ -113,6 +117,26 @@ def test_torchscript_equals_eager(clusters, model, cell):
     e1, f1 = energy_forces(scripted, atoms.positions, cell)
     assert e1 == pytest.approx(e0, rel=1e-12)
     np.testing.assert_allclose(f1, f0, atol=1e-10)
+
+
+@pytest.mark.parametrize("lmax", [1, 2, 3])
+def test_channelwise_product_equals_e3nn_tensor_product(lmax):
+    """blocks.ChannelwiseProduct (one batched matrix product) is e3nn's "uuu" TensorProduct over
+    every allowed coupling, with the same weights, paths and normalisation."""
+    channels = 3
+    irreps = o3.Irreps([(channels, (l, (-1) ** l)) for l in range(lmax + 1)])
+    instructions = [(i, j, k, "uuu", True) for i, (_, ir_1) in enumerate(irreps) for j, (_, ir_2) in enumerate(irreps)
+                    for k, (_, ir_3) in enumerate(irreps) if ir_3 in ir_1 * ir_2]
+    reference = o3.TensorProduct(irreps, irreps, irreps, instructions).double()
+    product = ChannelwiseProduct(channels, lmax).double()
+    with torch.no_grad():
+        reference.weight.copy_(product.weight.reshape(-1))
+    torch.manual_seed(0)
+    a, b = irreps.randn(6, -1, dtype=torch.float64), irreps.randn(6, -1, dtype=torch.float64)
+    ours = from_channels(product(to_channels(a, channels, lmax), to_channels(b, channels, lmax)), lmax)
+    assert reference(a, b).abs().max() > 1.0
+    # e3nn builds its Wigner 3j in float32 before the cast: agreement to float32 precision.
+    torch.testing.assert_close(ours, reference(a, b), rtol=1e-6, atol=1e-6)
 
 
 def brute_force_pairs(points, cell, cutoff):
