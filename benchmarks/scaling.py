@@ -232,7 +232,8 @@ def run_profile(tiles, threads: int, quick: bool, model_path: str) -> dict:
         def pre(mod, args):
             if label is None:  # the shared edge spherical harmonics
                 n = args[0].shape[0]
-                part = "intra-grain embedding" if n == module.intra_src.shape[0] else "grain message passing"
+                part = ("intra-grain embedding" if n == module.intra_src.shape[0]
+                        else "grain products and message passing")
             else:
                 part = label
             open_ranges.append(record_function(part))

@@ -53,19 +53,19 @@ def test_quick_run_writes_every_output(tmp_path):
     markdown = (tmp_path / "scaling.md").read_text()
     assert "| atoms | model |" in markdown and "intra-grain embedding" in markdown
     assert results["sizes"] == [800] and results["threads"] == 2 and results["machine"]["cpu"]
-    for model in ("cgaa", "atom", "mace", "tip3p"):
+    for model in ("cgaa", "atom", "mace", "mace-medium", "tip3p"):
         row = results["runs"][model]["800"]
-        if model == "mace" and row["status"].startswith("skipped: no MACE venv"):
+        if model.startswith("mace") and row["status"].startswith("skipped: no MACE venv"):
             continue
         assert row["status"] == "ok", (model, row["status"])
         assert math.isfinite(row["energy_kj_mol"]), model
         assert abs(row["atoms"] - 800) <= 1  # TIP3P: 267 waters
-        for key in ("median_ms", "us_per_atom", "ns_per_day", "peak_rss_mb"):
+        for key in ("median_ms", "us_per_atom", "ns_per_day", "peak_rss_mb", "eval_rss_mb"):
             assert row[key] > 0, (model, key)
     profile = results["profile"]
     assert profile["status"] == "ok" and math.isfinite(profile["energy_kj_mol"])
     parts = {p["part"]: p for p in profile["parts"]}
-    assert set(parts) == {"intra-grain embedding", "centre embedding", "grain message passing",
+    assert set(parts) == {"intra-grain embedding", "centre embedding", "grain products and message passing",
                           "neighbour search / unwrapping", "other"}
     assert parts["intra-grain embedding"]["forward_ms"] > 0 and parts["intra-grain embedding"]["backward_ms"] > 0
     assert profile["top_ops"]
