@@ -26,7 +26,8 @@ KJ_PER_MOL_PER_EV = (1.0 * unit.elementary_charge * unit.volt * unit.AVOGADRO_CO
     unit.kilojoule_per_mole)
 
 #: Models shipped inside the package, by name.
-NAMED_MODELS: Dict[str, str] = {"carbonates-xtb": "carbonates-xtb.pt"}
+NAMED_MODELS: Dict[str, str] = {"carbonates-xtb": "carbonates-xtb.pt",
+                                "carbonates-xtb-fast": "carbonates-xtb-fast.pt"}
 
 
 def resolve_model_path(path_or_name: str) -> str:
