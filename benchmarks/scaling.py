@@ -22,8 +22,9 @@ repeats until ``--seconds`` are spent (at least 1, at most 10 repeats) and takes
 ns/day is at 1 fs per evaluation. A run is killed past ``--timeout`` seconds or ``--max-rss-gb``
 of RSS, and one predicted (linear in N from the two largest sizes measured) to exceed either is
 not started: both are recorded, not dropped. Memory is the peak RSS of the whole process and,
-apart, what the evaluations add to the RSS the loaded model and Context already hold. A profile (torch.profiler) of one eager CGAA
-evaluation of the 800-atom box splits its time into model parts, forward and backward.
+apart, what the evaluations add to the RSS the loaded model and Context already hold. A profile
+(torch.profiler) of one eager CGAA evaluation of the 800-atom box splits its time into model
+parts, forward and backward.
 
 Usage: ``python benchmarks/scaling.py [--sizes 800 3200 ...] [--models cgaa atom mace mace-medium tip3p]
 [--model NAME_OR_PATH] [--threads 2] [--quick]``. Writes ``benchmarks/results/scaling.json``, ``scaling.md`` and
@@ -55,7 +56,8 @@ MODELS = ("cgaa", "atom", "mace", "mace-medium", "tip3p")
 LABELS = {"cgaa": "CGAA (molecule grains)", "atom": "atom grains (5 Å)", "mace": "MACE (tutorial size)",
           "mace-medium": "MACE (medium size)", "tip3p": "TIP3P water (PME)"}
 #: mace-torch hyperparameters of ``mace`` and ``mace-medium`` (as ``accuracy.MACE_SIZES`` trains them).
-MACE_SIZES = {"mace": dict(r_max=4.0, hidden_irreps="32x0e"), "mace-medium": dict(r_max=5.0, hidden_irreps="64x0e+64x1o")}
+MACE_SIZES = {"mace": dict(r_max=4.0, hidden_irreps="32x0e"),
+              "mace-medium": dict(r_max=5.0, hidden_irreps="64x0e+64x1o")}
 KJ_PER_EV = 96.48533212331
 MACE_RUN = os.path.join(HERE, "runs", "accuracy", "mace-tutorial")
 WARMUP = 2

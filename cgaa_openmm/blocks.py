@@ -130,8 +130,8 @@ class ChannelwiseProduct(torch.nn.Module):
     D = (lmax + 1)^2 (:func:`to_channels`).
 
     The weighted Wigner-3j couplings of each channel are summed into one D^2 x D kernel, so the
-    product is one batched matrix product; e3nn's ``TensorProduct`` spends about 10x longer in
-    one small product per coupling. Normalisation as e3nn's ("component" irreps, "element" paths).
+    product is one batched matrix product where e3nn's ``TensorProduct`` does one small product per
+    coupling (11 for lmax 2). Normalisation as e3nn's ("component" irreps, "element" paths).
     """
 
     def __init__(self, channels: int, lmax: int):
@@ -151,16 +151,18 @@ class ChannelwiseProduct(torch.nn.Module):
         self.channels, self.dim = int(channels), dim
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        kernel = (self.weight.t() @ self.coupling.to(self.weight.dtype)).view(self.channels, self.dim * self.dim, self.dim)
+        kernel = self.weight.t() @ self.coupling.to(self.weight.dtype)
+        kernel = kernel.view(self.channels, self.dim * self.dim, self.dim)
         outer = (a.unsqueeze(3) * b.unsqueeze(2)).reshape(a.shape[0], self.channels, self.dim * self.dim)
         return torch.bmm(outer.transpose(0, 1), kernel).transpose(0, 1)
 
 
 class BodyOrderedUpdate(torch.nn.Module):
-    """A residual node update from channelwise products of a density: B = A' + A' (x) A' + (A' (x) A') (x) A'
-    (:class:`ChannelwiseProduct`; the cube only if ``correlation`` is 3), with A' = A bounded per
-    channel and l (:func:`bounded_norms`) and A of irreps ``channels`` x (0e + 1o + ... + lmax); the update is
-    x + gate(linear(B) + linear(x)). Up to ``correlation`` of the parts summed into A are correlated.
+    """A residual node update from channelwise products of a density A (irreps ``channels`` x
+    (0e + 1o + ... + lmax)): B = A' + A' (x) A' + (A' (x) A') (x) A' (:class:`ChannelwiseProduct`;
+    the cube only if ``correlation`` is 3), with A' = A bounded per channel and l
+    (:func:`bounded_norms`); the update is x + gate(linear(B) + linear(x)). Up to ``correlation``
+    of the parts summed into A are correlated.
     """
 
     def __init__(self, irreps: o3.Irreps, lmax: int, channels: int, correlation: int = 3):
@@ -191,12 +193,12 @@ class DensityLayer(torch.nn.Module):
     """An intra-grain embedding layer in the manner of MACE: neighbour densities and their products.
 
     For atom j, A_j = sum_i R(|r_ij|)_{c,l} Y_l(r_ij) s_{i,c} over its intra-grain pairs i -> j, with
-    s_i = linear(scalars of x_i) in ``channels`` channels (may be fewer than x's) and one radial weight per channel and l (an MLP of the
-    radial basis); then :class:`BodyOrderedUpdate` of linear(A_j) + linear(x_j), so up to
-    ``correlation`` (2 or 3) neighbours and the atom's own features (its element, its place r'_j in the grain) are
-    correlated. Only scalars travel along pairs: a pair costs C (l_max + 1) radial weights and
-    C (l_max + 1)^2 products, where :class:`Interaction` couples every l of the sender with every
-    l of the pair direction.
+    s_i = linear(scalars of x_i) in ``channels`` channels (may be fewer than x's) and one radial
+    weight per channel and l (an MLP of the radial basis); then :class:`BodyOrderedUpdate` of
+    linear(A_j) + linear(x_j), so up to ``correlation`` (2 or 3) neighbours and the atom's own
+    features (its element, its place r'_j in the grain) are correlated. Only scalars travel along
+    pairs: a pair costs C (l_max + 1) radial weights and C (l_max + 1)^2 products, where
+    :class:`Interaction` couples every l of the sender with every l of the pair direction.
     """
 
     def __init__(self, irreps: o3.Irreps, lmax: int, channels: int, n_radial: int, radial_hidden: int,
