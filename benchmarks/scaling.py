@@ -91,7 +91,7 @@ def timed(evaluate, seconds: float, quick: bool) -> dict:
     return dict(energy_kj_mol=float(energy), warmup_ms=warm, times_ms=times, median_ms=statistics.median(times))
 
 
-def openmm_system(model: str, tiles, model_path: str = "carbonates-xtb") -> tuple:
+def openmm_system(model: str, tiles, model_path: str) -> tuple:
     """System, positions and notes of one OpenMM model on the tiled box."""
     from openmm import app, unit
     topology, xyz = tile(BOX, tiles)

@@ -10,7 +10,7 @@ from openmm import app, unit
 
 from cgaa_openmm import CGAAPotential, ModelFileError, TopologyMismatchError
 from cgaa_openmm.grains import topology_from_atoms
-from cgaa_openmm.potential import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, NAMED_MODELS
+from cgaa_openmm.potential import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, NAMED_MODELS, resolve_model_path
 
 from conftest import data_file
 
@@ -226,21 +226,16 @@ def test_import_survives_a_platform_plugin_that_cannot_load(monkeypatch):
     assert openmm.Platform.getPlatformByName("CPU").getName() == "CPU"
 
 
-def test_shipped_models_on_held_out_liquid_boxes(tmp_path):
+def test_shipped_models_on_held_out_liquid_boxes():
     """docs/results.md's claim: on 30 periodic EC/EMC boxes of the default model's own NPT run,
     labelled with xTB and never trained on, the fast model fits forces and energies at least as well
     as the default model, with a far smaller energy offset (what an NPT run feels)."""
-    import lzma
-
     from training.evaluate import evaluate_file
-    boxes = tmp_path / "heldout.xyz"
-    root = os.path.join(os.path.dirname(__file__), "..")
-    with lzma.open(os.path.join(root, "training", "datasets", "ecemc-boxes-heldout.xyz.xz")) as f:
-        boxes.write_bytes(f.read())
+    boxes = os.path.join(os.path.dirname(__file__), "..", "training", "datasets", "ecemc-boxes-heldout.xyz.xz")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        default, fast = (evaluate_file(os.path.join(root, "cgaa_openmm", "models", NAMED_MODELS[name]), str(boxes))
+        default, fast = (evaluate_file(resolve_model_path(name), boxes)
                          for name in ("carbonates-xtb", "carbonates-xtb-fast"))
     finally:
         torch.set_num_threads(threads)
