@@ -22,7 +22,7 @@ Design (see docs/model.md):
 * Readout: E_J = s * (MLP(grain scalars) + sum_{j in J} linear(atom scalars))
   + sum_{j in J} E0(Z_j).
 """
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from e3nn import o3
@@ -166,10 +166,22 @@ class CGAAModel(torch.nn.Module):
                 pair's energy is shared equally by the two grains.
         """
         r = positions + unwrap_shift
+        features, atom_energy = self.embed(r, species, grain, n_grains, intra_src, intra_dst)
+        return self.grain_energies(features, atom_energy, r, positions, species, grain, edge_src, edge_dst,
+                                   edge_shift, pair_i, pair_j, pair_shift)
+
+    def embed(self, r: torch.Tensor, species: torch.Tensor, grain: torch.Tensor, n_grains: int,
+              intra_src: torch.Tensor, intra_dst: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Grain embedding: each grain's features from its own atoms alone.
+
+        Args: ``r`` (N, 3) Å, unwrapped positions (every grain whole); the rest as in
+        :meth:`forward`. Returns the pooled grain features (n_grains, hidden irreps dim) and
+        each grain's sum of per-atom readouts (n_grains,), both in network units. A grain's
+        outputs depend only on its own atoms, so grains can be embedded in any groups
+        (:meth:`cgaa_openmm.torchforce.CGAAForceModule.energy_and_forces` does, to bound memory).
+        """
         centres = grain_centres(r, grain, n_grains)
         relative = r - centres[grain]
-
-        # Grain embedding: element and r'_j, then intra-grain messages.
         atoms = torch.arange(r.shape[0], device=r.device)
         x = self.species_embedding(species)
         centre_distance = torch.sqrt((relative * relative).sum(1) + 1e-12)
@@ -187,25 +199,34 @@ class CGAAModel(torch.nn.Module):
             intra_radial = self.intra_basis(lengths)
             for layer in self.intra_layers:
                 x = layer(x, intra_src, intra_dst, intra_sh, intra_radial)
-        atom_energy = self.atom_readout(x).squeeze(1)
+        atom_energy = torch.zeros(n_grains, dtype=x.dtype, device=x.device)
+        atom_energy = atom_energy.index_add(0, grain, self.atom_readout(x).squeeze(1))
+        features = torch.zeros(n_grains, x.shape[1], dtype=x.dtype, device=x.device)
+        return features.index_add(0, grain, self.pool(x)) * self.pool_norm, atom_energy
 
-        # Grain nodes and message passing between grains.
-        h = torch.zeros(n_grains, x.shape[1], dtype=x.dtype, device=x.device)
-        h = h.index_add(0, grain, self.pool(x)) * self.pool_norm
+    def grain_energies(self, features: torch.Tensor, atom_energy: torch.Tensor, r: torch.Tensor,
+                       positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor,
+                       edge_src: torch.Tensor, edge_dst: torch.Tensor, edge_shift: torch.Tensor,
+                       pair_i: Optional[torch.Tensor], pair_j: Optional[torch.Tensor],
+                       pair_shift: Optional[torch.Tensor]) -> torch.Tensor:
+        """Grain energies (eV) from the outputs of :meth:`embed`: grain products, message passing
+        between grain centres (of the unwrapped positions ``r``), readout, the pair term (of
+        ``positions`` and ``pair_shift``) and the atomic reference energies."""
+        h = features
+        n_grains = h.shape[0]
         for product in self.grain_products:
             h = product(h)
+        centres = grain_centres(r, grain, n_grains)
         vectors = centres[edge_src] + edge_shift - centres[edge_dst]
         lengths = torch.linalg.norm(vectors, dim=1)
         grain_sh = self.spherical_harmonics(vectors)
         grain_radial = self.grain_basis(lengths)
         for layer in self.grain_layers:
             h = layer(h, edge_src, edge_dst, grain_sh, grain_radial)
-        energy = self.grain_readout(h[:, :self.channels]).squeeze(1)
-        energy = energy.index_add(0, grain, atom_energy)
+        energy = self.grain_readout(h[:, :self.channels]).squeeze(1) + atom_energy
         pair = self.pair
         if pair is not None and pair_i is not None and pair_j is not None and pair_shift is not None:
             half = 0.5 * pair(positions, species, pair_i, pair_j, pair_shift)
             energy = energy.index_add(0, grain[pair_i], half).index_add(0, grain[pair_j], half)
         energy = energy * self.energy_scale
         return energy.index_add(0, grain, self.atomic_energies[species])
-

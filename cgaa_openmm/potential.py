@@ -18,7 +18,7 @@ from .mixed import mixed_system, region_atoms
 from .model import CGAAModel
 from .modelfile import load_model, save_model
 from .neighbors import check_box
-from .torchforce import CGAAForceModule
+from .torchforce import CGAAForceModule, EnergyAndForces, plain_executor
 
 #: Å per nm and kJ/mol per eV (per particle: eV times Avogadro's number).
 ANGSTROM_PER_NM = (1.0 * unit.nanometer).value_in_unit(unit.angstrom)
@@ -110,8 +110,10 @@ class CGAAPotential:
                 torch.tensor(selected, dtype=torch.long))
 
     def createModule(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
-                     allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None) -> CGAAForceModule:
-        """The eager ``torch.nn.Module``: positions (nm) [, box (nm)] -> energy (kJ/mol).
+                     allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None,
+                     outputsForces: bool = False) -> CGAAForceModule:
+        """The eager ``torch.nn.Module``: positions (nm) [, box (nm)] -> energy (kJ/mol), or with
+        ``outputsForces`` -> (energy, forces (kJ/mol/nm)) (:class:`~cgaa_openmm.torchforce.EnergyAndForces`).
 
         ``periodic`` defaults to whether the topology has periodic box vectors
         (an ``mdtraj.Topology`` never has: pass ``periodic=True`` for a periodic one).
@@ -130,21 +132,29 @@ class CGAAPotential:
             cell = torch.tensor(np.array(box.value_in_unit(unit.angstrom)), dtype=torch.float64)
             check_box(cell, self.model.grain_cutoff)
         species, grain, anchor, selected = self._grains(topology, grains, allowUnknownGrains, atoms)
-        return CGAAForceModule(self.model, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, anchor,
-                               None if atoms is None else selected)
+        kind = EnergyAndForces if outputsForces else CGAAForceModule
+        return kind(self.model, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, anchor,
+                    None if atoms is None else selected)
 
     def createForce(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
                     allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None):
         """An ``openmmtorch.TorchForce`` holding the TorchScript-compiled model for ``topology``.
 
-        With ``atoms``, the force models those atoms only (see :meth:`createModule`).
+        With ``atoms``, the force models those atoms only (see :meth:`createModule`). The
+        module returns its own forces (:class:`~cgaa_openmm.torchforce.EnergyAndForces`), so
+        that the grain embedding's memory is bounded by groups of grains, and TorchScript's
+        optimising executor is switched off for the calling thread
+        (:func:`~cgaa_openmm.torchforce.plain_executor`).
         """
         import openmmtorch
         from e3nn.util.jit import script
-        module = self.createModule(topology, grains, periodic, allowUnknownGrains, atoms)
-        force = openmmtorch.TorchForce(script(module))
+        module = self.createModule(topology, grains, periodic, allowUnknownGrains, atoms, outputsForces=True)
+        with torch.jit.optimized_execution(True):  # freezing inlines every method only with it on
+            frozen = torch.jit.freeze(script(module.eval()))
+        force = openmmtorch.TorchForce(frozen)
+        plain_executor()
         force.setUsesPeriodicBoundaryConditions(module.periodic)
-        force.setOutputsForces(False)
+        force.setOutputsForces(True)
         force.setName("CGAA")
         return force
 

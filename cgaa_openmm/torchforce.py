@@ -7,8 +7,12 @@ the ML region of a mixed ML/MM system), so it can be wrapped by
 or ``openmm.PythonForce`` unchanged. Inputs are multiplied by
 ``length_scale`` to get Å and the energy in eV by ``energy_scale``: for OpenMM,
 nm -> Å is 10 and eV -> kJ/mol is 96.485...
+
+``EnergyAndForces`` returns forces as well, computed group by group of
+grains (:meth:`CGAAForceModule.energy_and_forces`): the TorchForce uses it, so the
+memory of an evaluation does not grow with the per-pair tensors of every grain at once.
 """
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -35,11 +39,13 @@ class CGAAForceModule(torch.nn.Module):
             receives the positions of every atom of a larger system (the others get zero
             force); ``species``, ``grain`` and ``anchor`` then index these n atoms.
             Default: all atoms.
+        chunk_atoms: most atoms per group of grains that :meth:`energy_and_forces` embeds at
+            once (a grain larger than this is a group of its own).
     """
 
     def __init__(self, model: CGAAModel, species: torch.Tensor, grain: torch.Tensor, periodic: bool,
                  length_scale: float = 1.0, energy_scale: float = 1.0, anchor: Optional[torch.Tensor] = None,
-                 atoms: Optional[torch.Tensor] = None):
+                 atoms: Optional[torch.Tensor] = None, chunk_atoms: int = 2048):
         super().__init__()
         self.model = model
         self.n_grains = int(grain.max()) + 1
@@ -63,9 +69,45 @@ class CGAAForceModule(torch.nn.Module):
         src, dst = intra_pairs(self.grain, self.n_grains)
         self.register_buffer("intra_src", src)
         self.register_buffer("intra_dst", dst)
+        self._build_chunks(int(chunk_atoms))
 
-    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Total energy (``energy_scale`` units) of positions (N, 3) and box (3, 3, rows a, b, c)."""
+    def _build_chunks(self, chunk_atoms: int) -> None:
+        """Groups of consecutive grains of at most ``chunk_atoms`` atoms, with their atoms and
+        intra-grain pairs (numbered within the group), concatenated group after group."""
+        if chunk_atoms < 1:
+            raise ValueError(f"chunk_atoms must be positive, not {chunk_atoms}")
+        counts = torch.bincount(self.grain, minlength=self.n_grains).tolist()
+        grain_offsets, atom_offsets, size = [0], [0], 0
+        for g, count in enumerate(counts):
+            if size > 0 and size + count > chunk_atoms:
+                grain_offsets.append(g)
+                atom_offsets.append(atom_offsets[-1] + size)
+                size = 0
+            size += count
+        grain_offsets.append(self.n_grains)
+        atom_offsets.append(atom_offsets[-1] + size)
+        chunk_of_grain = torch.zeros(self.n_grains, dtype=torch.long)
+        for k in range(len(grain_offsets) - 1):
+            chunk_of_grain[grain_offsets[k]:grain_offsets[k + 1]] = k
+        order = torch.argsort(self.grain, stable=True)
+        local = torch.empty_like(order)
+        starts = torch.tensor(atom_offsets[:-1])[chunk_of_grain[self.grain[order]]]
+        local[order] = torch.arange(order.shape[0]) - starts
+        pair_chunk = chunk_of_grain[self.grain[self.intra_src]]
+        by_chunk = torch.argsort(pair_chunk, stable=True)
+        pair_counts = torch.bincount(pair_chunk, minlength=len(grain_offsets) - 1)
+        self.n_chunks = len(grain_offsets) - 1
+        self.register_buffer("chunk_atoms", order)
+        self.register_buffer("chunk_atom_offsets", torch.tensor(atom_offsets))
+        self.register_buffer("chunk_grain_offsets", torch.tensor(grain_offsets))
+        self.register_buffer("chunk_pair_offsets", torch.cat([torch.zeros(1, dtype=torch.long),
+                                                              torch.cumsum(pair_counts, 0)]))
+        self.register_buffer("chunk_src", local[self.intra_src[by_chunk]])
+        self.register_buffer("chunk_dst", local[self.intra_dst[by_chunk]])
+
+    def prepare(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor]) -> List[torch.Tensor]:
+        """Checked positions in Å (N, 3) and the configuration's constant inputs: the unwrap
+        shifts, the cell (Å), the grain-centre edges and the atom pairs of the pair term."""
         if self.select:
             positions = positions.index_select(0, self.atoms)
         r = positions.to(self.model.atomic_energies.dtype) * self.length_scale
@@ -87,7 +129,109 @@ class CGAAForceModule(torch.nn.Module):
         # pairs beyond its own radius).
         pair_i, pair_j, pair_shift = grain_pairs(r, self.grain, cell, self.periodic,
                                                  max(self.model.pair_cutoff, self.model.contact.cutoff))
-        energies = self.model(r, self.species, self.grain, self.n_grains, shift,
-                              self.intra_src, self.intra_dst, src, dst, edge_shift, pair_i, pair_j, pair_shift)
-        energy = energies.sum() + self.model.contact.pair_energy(r, self.species, pair_i, pair_j, pair_shift)
-        return energy * self.energy_scale
+        return [r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift]
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Total energy (``energy_scale`` units) of positions (N, 3) and box (3, 3, rows a, b, c)."""
+        r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift = self.prepare(positions, boxvectors)
+        return self.total_energy(r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift) * self.energy_scale
+
+    def total_energy(self, r: torch.Tensor, shift: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                     edge_shift: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
+                     pair_shift: torch.Tensor) -> torch.Tensor:
+        """Energy (eV) of positions ``r`` (Å) with the inputs from :meth:`prepare`."""
+        energies = self.model(r, self.species, self.grain, self.n_grains, shift, self.intra_src, self.intra_dst,
+                              src, dst, edge_shift, pair_i, pair_j, pair_shift)
+        return energies.sum() + self.model.contact.pair_energy(r, self.species, pair_i, pair_j, pair_shift)
+
+    def embed_chunk(self, k: int, r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`CGAAModel.embed` of group ``k`` of grains, from the unwrapped positions ``r``
+        of that group's atoms (in ``chunk_atoms`` order)."""
+        a0, a1 = int(self.chunk_atom_offsets[k]), int(self.chunk_atom_offsets[k + 1])
+        g0, g1 = int(self.chunk_grain_offsets[k]), int(self.chunk_grain_offsets[k + 1])
+        p0, p1 = int(self.chunk_pair_offsets[k]), int(self.chunk_pair_offsets[k + 1])
+        atoms = self.chunk_atoms[a0:a1]
+        return self.model.embed(r, self.species[atoms], self.grain[atoms] - g0, g1 - g0,
+                                self.chunk_src[p0:p1], self.chunk_dst[p0:p1])
+
+    def energy_and_forces(self, positions: torch.Tensor,
+                          boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Total energy and forces (``energy_scale`` per input length unit; shape of ``positions``).
+
+        The forces are -dE/dpositions, as from differentiating :meth:`forward`, but with the
+        grain embedding done one group of grains at a time (``chunk_atoms``), twice: once
+        without autograd for the grain features, and once per group, after the grain-level
+        part, to push that group's share of the gradient back to its atoms. The per-pair
+        tensors of one group are alive at a time, so memory stays flat in the number of
+        grains, for about a third more embedding work. One group: plain autograd.
+        """
+        r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift = self.prepare(positions.detach(), boxvectors)
+        r = r.detach().requires_grad_(True)
+        if self.n_chunks == 1:
+            energy = self.total_energy(r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift)
+            gradient = _grad(energy, r)
+        else:
+            unwrapped = (r + shift).detach()
+            parts: List[torch.Tensor] = []
+            readouts: List[torch.Tensor] = []
+            with torch.no_grad():
+                for k in range(self.n_chunks):
+                    features, readout = self.embed_chunk(k, unwrapped[self.chunk_atoms[
+                        int(self.chunk_atom_offsets[k]):int(self.chunk_atom_offsets[k + 1])]])
+                    parts.append(features)
+                    readouts.append(readout)
+            features = torch.cat(parts).requires_grad_(True)
+            atom_energy = torch.cat(readouts).requires_grad_(True)
+            energies = self.model.grain_energies(features, atom_energy, r + shift, r, self.species, self.grain,
+                                                 src, dst, edge_shift, pair_i, pair_j, pair_shift)
+            energy = energies.sum() + self.model.contact.pair_energy(r, self.species, pair_i, pair_j, pair_shift)
+            grads = torch.autograd.grad([energy], [r, features, atom_energy])
+            gradient, d_features, d_readout = _some(grads[0], r), _some(grads[1], features), _some(grads[2], atom_energy)
+            for k in range(self.n_chunks):
+                a0, a1 = int(self.chunk_atom_offsets[k]), int(self.chunk_atom_offsets[k + 1])
+                g0, g1 = int(self.chunk_grain_offsets[k]), int(self.chunk_grain_offsets[k + 1])
+                atoms = self.chunk_atoms[a0:a1]
+                group = unwrapped[atoms].requires_grad_(True)
+                chunk_features, chunk_readout = self.embed_chunk(k, group)
+                share = (chunk_features * d_features[g0:g1]).sum() + (chunk_readout * d_readout[g0:g1]).sum()
+                gradient = gradient.index_add(0, atoms, _grad(share, group))
+        forces = -gradient * (self.energy_scale * self.length_scale)
+        if self.select:
+            forces = torch.zeros(positions.shape, dtype=forces.dtype, device=forces.device).index_add(
+                0, self.atoms, forces)
+        return energy.detach() * self.energy_scale, forces.to(positions.dtype)
+
+
+def _some(gradient: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """A gradient, or zeros where autograd found none."""
+    return torch.zeros_like(like) if gradient is None else gradient
+
+
+def _grad(output: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
+    """d output / d input for a scalar output (zeros if it does not depend on input)."""
+    return _some(torch.autograd.grad([output], [input], allow_unused=True)[0], input)
+
+
+def plain_executor() -> None:
+    """Switch off TorchScript's optimising graph executor for the calling thread.
+
+    Its autodiff subgraphs keep the intermediates of every group of grains of
+    :meth:`CGAAForceModule.energy_and_forces` alive: in an OpenMM ``Context`` (fast model,
+    9,600 atoms, one thread) an evaluation took 1.5 GB above the loaded process with it and
+    0.1 GB without, at the same speed. ``TorchForce`` runs the model in the thread that calls
+    OpenMM, so :meth:`~cgaa_openmm.CGAAPotential.createForce` calls this there (LAMMPS' MLIP
+    plugins make the same setting). It applies to every TorchScript model run in the thread.
+    ``TorchForce`` clones its module, and a clone run this way finds only ``forward`` and the
+    methods that ``forward`` calls directly; ``createForce`` therefore freezes the module
+    first (``torch.jit.freeze``, which inlines every call), with the optimising executor on.
+    """
+    torch._C._set_graph_executor_optimize(False)
+
+
+class EnergyAndForces(CGAAForceModule):
+    """A :class:`CGAAForceModule` whose ``forward`` returns (energy, forces)
+    (:meth:`~CGAAForceModule.energy_and_forces`), for ``TorchForce.setOutputsForces(True)``."""
+
+    def forward(self, positions: torch.Tensor,
+                boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.energy_and_forces(positions, boxvectors)

@@ -8,7 +8,7 @@ from ase.io import read
 
 from cgaa_openmm.graph import central_atoms
 from cgaa_openmm.model import CGAAModel
-from cgaa_openmm.torchforce import CGAAForceModule
+from cgaa_openmm.torchforce import CGAAForceModule, EnergyAndForces
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "carbonates")
 ELEMENTS = [1, 6, 8]
@@ -41,7 +41,10 @@ def make_model(seed=0, **hp):
     return model.eval()
 
 
-def make_module(atoms, model, periodic=False, grains="molID"):
+def make_module(atoms, model, periodic=False, grains="molID", forces=False, region=None, **options):
+    """The energy module of ``atoms`` (``forces``: the TorchForce's (energy, forces) module); with
+    ``region`` (indices), the module of those atoms within a larger system whose atoms ``atoms`` are
+    (as in a mixed System). ``options`` go to its constructor."""
     species = torch.tensor([ELEMENTS.index(int(z)) for z in atoms.numbers])
     if grains == "atom":
         grain = torch.arange(len(atoms))
@@ -49,7 +52,9 @@ def make_module(atoms, model, periodic=False, grains="molID"):
         _, g = np.unique(atoms.arrays["molID"], return_inverse=True)
         grain = torch.tensor(g)
     anchor = central_atoms(torch.tensor(atoms.positions), grain, int(grain.max()) + 1)
-    return CGAAForceModule(model, species, grain, periodic, anchor=anchor)
+    if region is not None:
+        options["atoms"] = torch.as_tensor(region)
+    return (EnergyAndForces if forces else CGAAForceModule)(model, species, grain, periodic, anchor=anchor, **options)
 
 
 def energy_forces(module, positions, cell=None):

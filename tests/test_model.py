@@ -119,6 +119,37 @@ def test_torchscript_equals_eager(clusters, model, cell):
     np.testing.assert_allclose(f1, f0, atol=1e-10)
 
 
+@pytest.mark.parametrize("chunk_atoms", [1, 40], ids=["grain-by-grain", "groups"])
+@pytest.mark.parametrize("cell", [None, TRICLINIC])
+def test_grouped_forces_equal_autograd(clusters, model, cell, chunk_atoms):
+    """EnergyAndForces (the TorchForce's module) embeds a few grains at a time and pushes their
+    share of the gradient back afterwards: the same energy and -dE/dx as autograd through the
+    energy module, eager and frozen TorchScript (as createForce makes it); with selected atoms the
+    others get no force."""
+    atoms = clusters[0]
+    module = make_module(atoms, model, periodic=cell is not None)
+    e0, f0 = energy_forces(module, atoms.positions, cell)
+    grouped = make_module(atoms, model, periodic=cell is not None, forces=True, chunk_atoms=chunk_atoms)
+    assert grouped.n_chunks == {1: 5, 40: 2}[chunk_atoms]  # 5 molecules of 10-16 atoms
+    box = None if cell is None else torch.tensor(cell)
+    for candidate in (grouped, torch.jit.freeze(script(grouped.eval()))):
+        energy, forces = candidate(torch.tensor(atoms.positions), box)
+        assert energy.item() == pytest.approx(e0, rel=1e-12)
+        np.testing.assert_allclose(forces.numpy(), f0, atol=1e-10)
+    assert np.abs(f0).max() > 1e-2
+
+    # The first two molecules as the ML region of a larger system (as in a mixed ML/MM System).
+    region = np.flatnonzero(np.isin(atoms.arrays["molID"], np.unique(atoms.arrays["molID"])[:2]))
+    sub = atoms[region]
+    e_sub, f_sub = energy_forces(make_module(sub, model, periodic=cell is not None), sub.positions, cell)
+    selected = make_module(sub, model, periodic=cell is not None, forces=True, chunk_atoms=chunk_atoms,
+                           region=region)
+    energy, forces = selected(torch.tensor(atoms.positions), box)
+    assert energy.item() == pytest.approx(e_sub, rel=1e-12)
+    np.testing.assert_allclose(forces.numpy()[region], f_sub, atol=1e-10)
+    assert not forces.numpy()[np.setdiff1d(np.arange(len(atoms)), region)].any()
+
+
 @pytest.mark.parametrize("lmax", [1, 2, 3])
 def test_channelwise_product_equals_e3nn_tensor_product(lmax):
     """blocks.ChannelwiseProduct (one batched matrix product) is e3nn's "uuu" TensorProduct over
