@@ -56,6 +56,33 @@ def test_labels_reproduce_the_carbonate_data(tmp_path, reference):
     assert record["labelled"] == 3 and record["failed"] == {}
 
 
+def test_periodic_labels_carry_the_stress(tmp_path, reference):
+    """A periodic frame gets stress_xtb = (1/V) dE/dstrain (eV/Å^3, ASE's sign), checked against
+    finite differences of tblite energies of strained cells; a cluster gets none."""
+    from tblite.ase import TBLite
+    cluster, box = strip(reference)[:2]
+    box.cell, box.pbc = np.diag([11.0, 11.5, 12.0]), True
+    box.center()
+    output = str(tmp_path / "labelled.xyz")
+    label([cluster, box], output, progress=False)
+    labelled = {a.info["label_id"]: a for a in read(output, index=":")}
+    assert "stress_xtb" not in labelled["c0"].info
+    stress = np.asarray(labelled["c1"].info["stress_xtb"]).reshape(3, 3)
+
+    def energy(strain):
+        deformed = box.copy()
+        deformed.set_cell(box.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+        deformed.calc = TBLite(method="GFN2-xTB", verbosity=0)
+        return deformed.get_potential_energy()
+    h = 1e-3
+    for i, j in [(0, 0), (1, 2)]:
+        step = np.zeros((3, 3))
+        step[i, j] = step[j, i] = h if i == j else h / 2  # shear: eps_ij = eps_ji = h/2
+        numeric = (energy(step) - energy(-step)) / (2 * h) / box.get_volume()
+        assert stress[i, j] == pytest.approx(numeric, rel=0.02, abs=2e-6)
+    assert np.abs(stress).max() > 1e-4
+
+
 def test_labelling_resumes_without_relabelling_and_workers_agree(tmp_path, reference):
     frames = strip(reference)
     output = str(tmp_path / "labelled.xyz")

@@ -241,3 +241,65 @@ def test_evaluate_command_reproduces_training_test_errors_and_plots(tmp_path):
     assert (tmp_path / "model_run" / "learning_curve.png").exists()
     missing = run_cli("evaluate", str(tmp_path / "model.pt"), str(tmp_path / "nothing.xyz"))
     assert missing.returncode != 0 and "data file not found" in missing.stderr
+
+
+def strained(config, strain):
+    """A copy of ``config`` with positions and cell deformed by (I + strain), graphs rebuilt."""
+    import copy
+    deformed = copy.deepcopy(config)
+    matrix = torch.eye(3, dtype=torch.float64) + strain
+    deformed.positions, deformed.cell = config.positions @ matrix, config.cell @ matrix
+    return deformed
+
+
+def test_model_stress_is_the_strain_derivative_of_its_energy():
+    """predict(stress=True) is (1/V) dE/dstrain (positions and every periodic shift strained
+    alike): checked against finite differences of the energy of strained boxes, for normal and
+    shear components; the labels read from a dataset are in eV/Å^3."""
+    from cgaa_openmm.model import CGAAModel
+    from training.data import attach_graphs, collate, predict
+    path = os.path.join(ROOT, "training", "datasets", "ecemc-boxes-heldout.xyz.xz")
+    config = read_configs(path)[0]
+    assert config.stress is not None and 1e-4 < float(config.stress.abs().max()) < 0.1  # eV/Å^3
+    torch.manual_seed(0)
+    model = CGAAModel([1, 6, 8], **dict(TINY_MODEL, grain_cutoff=5.0, pair_cutoff=3.5)).double()
+    model.energy_scale = 3.0
+    with torch.no_grad():
+        model.pair.theta.normal_(0.0, 0.2)
+
+    def energy_and_stress(c):
+        attach_graphs([c], model.grain_cutoff, model.pair_cutoff)
+        energy, _, stress = predict(model, collate([c], model.elements, torch.float64), stress=True)
+        return energy.item(), stress[0]
+    _, stress = energy_and_stress(config)
+    volume = abs(float(torch.linalg.det(config.cell)))
+    h = 1e-5
+    for i, j in [(0, 0), (2, 2), (0, 1), (1, 2)]:
+        step = torch.zeros(3, 3, dtype=torch.float64)
+        step[i, j] = step[j, i] = h / 2 if i != j else h
+        plus, minus = energy_and_stress(strained(config, step))[0], energy_and_stress(strained(config, -step))[0]
+        numeric = (plus - minus) / (2 * h) / volume  # shear: eps_ij = eps_ji = h/2
+        assert float(stress[i, j]) == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+    assert float(stress.abs().max()) > 1e-4
+
+
+def test_stress_term_of_the_loss(tmp_path):
+    """With stress_weight, the loss gains stress_weight * the mean squared stress component error
+    over the batch's labelled periodic configurations (clusters in the batch add nothing)."""
+    from cgaa_openmm.model import CGAAModel
+    from training.data import attach_graphs, collate, predict
+    from training.train import batch_loss
+    boxes = read_configs(os.path.join(ROOT, "training", "datasets", "ecemc-boxes-heldout.xyz.xz"))[:2]
+    clusters = read_configs(data_file("solvent_xtb_train_20.xyz"))[:2]
+    configs = boxes + clusters
+    torch.manual_seed(0)
+    model = CGAAModel([1, 6, 8], **dict(TINY_MODEL, grain_cutoff=5.0)).double()
+    attach_graphs(configs, model.grain_cutoff, model.pair_cutoff)
+    options = dict(energy_weight=1.0, forces_weight=10.0)
+    n_forces = 3 * sum(len(c.numbers) for c in configs)
+    plain = batch_loss(model, configs, model.elements, torch.float64, dict(options, stress_weight=0.0), 4, n_forces)
+    weighted = batch_loss(model, configs, model.elements, torch.float64, dict(options, stress_weight=1e4), 4, n_forces)
+    _, _, stress = predict(model, collate(boxes, model.elements, torch.float64), stress=True)
+    expected = 1e4 * sum((stress[k] - boxes[k].stress).pow(2).mean().item() for k in range(2)) / 4
+    assert (weighted - plain).item() == pytest.approx(expected, rel=1e-8)
+    assert expected > 1e-2  # the term is not vanishingly small

@@ -23,6 +23,8 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
     "test_file": (None, "extended XYZ evaluated once with the final model"),
     "energy_key": ("energy_xtb", "per-configuration key of the total energy"),
     "forces_key": ("forces_xtb", "per-atom column of the forces"),
+    "stress_key": ("stress_xtb", "per-configuration key of the stress of periodic configurations (9 numbers, "
+                                 "energy_unit/length_unit^3, ASE's sign); used with stress_weight"),
     "energy_unit": ("eV", "unit of energies in the files: eV, kcal/mol, kJ/mol or Hartree"),
     "length_unit": ("angstrom", "unit of positions in the files: angstrom, nm or bohr; forces are "
                                 "in energy_unit/length_unit"),
@@ -52,6 +54,9 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
     "weight_decay": (0.0, "AdamW decoupled weight decay"),
     "energy_weight": (1.0, "loss weight on the squared energy error per atom, (eV/atom)^2"),
     "forces_weight": (10.0, "loss weight on the squared force-component error, (eV/angstrom)^2"),
+    "stress_weight": (0.0, "loss weight on the squared stress-component error of periodic configurations "
+                           "with a stress label, (eV/angstrom^3)^2; the stress sets the pressure that a "
+                           "barostat sees"),
     "ema_decay": (0.99, "decay of the exponential moving average of the weights (0: no EMA)"),
     "lr_patience": (10, "epochs without validation improvement before the learning rate is multiplied "
                         "by lr_factor"),
@@ -126,7 +131,7 @@ def validate(user: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{where}: option {key!r} must be a positive number, not {value!r}")
-    for key in ("energy_weight", "forces_weight", "weight_decay", "min_lr"):
+    for key in ("energy_weight", "forces_weight", "stress_weight", "weight_decay", "min_lr"):
         if isinstance(config[key], bool) or not isinstance(config[key], (int, float)) or config[key] < 0:
             raise ConfigError(f"{where}: option {key!r} must be a number >= 0, not {config[key]!r}")
     if not 0 <= config["ema_decay"] < 1:

@@ -42,6 +42,7 @@ class Config:
     cell: torch.Tensor          # (3, 3) Å, rows a, b, c
     periodic: bool
     graph: Optional[Dict[str, torch.Tensor]] = None
+    stress: Optional[torch.Tensor] = None  # (3, 3) eV/Å^3, (1/V) dE/dstrain (ASE's sign); periodic only
 
 
 def read_frames(path: str) -> list:
@@ -75,7 +76,8 @@ def topology_grains(topology_file: str) -> tuple:
 def read_configs(path: str, energy_key: str = "energy_xtb", forces_key: str = "forces_xtb",
                  grain_key: str = "molID", grains: str = "column", energy_unit: str = "eV",
                  length_unit: str = "angstrom", topology_file: Optional[str] = None,
-                 bond_scale: float = 1.5, grain_span: Optional[float] = None) -> List[Config]:
+                 bond_scale: float = 1.5, grain_span: Optional[float] = None,
+                 stress_key: str = "stress_xtb") -> List[Config]:
     """Read an extended XYZ file into :class:`Config` objects in Å, eV and eV/Å.
 
     ``grains`` is ``"column"`` (per-atom ``grain_key``), ``"topology"`` (residues of
@@ -83,7 +85,9 @@ def read_configs(path: str, energy_key: str = "energy_xtb", forces_key: str = "f
     (bond-connected molecules) or ``"atom"``. With ``grain_span`` (Å), every grain's
     atoms must be linked by distances below it (the model's intra-grain cutoff), which
     catches a grain column that does not describe molecules. Isolated-atom
-    configurations are skipped (see :func:`isolated_atom_energies`).
+    configurations are skipped (see :func:`isolated_atom_energies`). A periodic
+    configuration with a ``stress_key`` entry (9 numbers, energy_unit/length_unit^3, ASE's
+    sign) gets its stress in eV/Å^3.
     """
     e_unit, l_unit = ENERGY_UNITS[energy_unit], LENGTH_UNITS[length_unit]
     if grains == "topology":
@@ -131,6 +135,12 @@ def read_configs(path: str, energy_key: str = "energy_xtb", forces_key: str = "f
             raise DataError(f"{where}: partly periodic cells are not supported (pbc={atoms.pbc})")
         if grain_span is not None and grains != "atom":
             check_grains_whole(atoms, positions, grain, grain_span, where, grains, grain_key)
+        stress = None
+        if periodic and stress_key in atoms.info:
+            stress = np.asarray(atoms.info[stress_key], dtype=float).reshape(-1) * (e_unit / l_unit ** 3)
+            if stress.shape != (9,) or not np.isfinite(stress).all():
+                raise DataError(f"{where}: stress '{stress_key}' must be 9 finite numbers (a 3x3 tensor)")
+            stress = torch.tensor(stress.reshape(3, 3), dtype=torch.float64)
         configs.append(Config(
             positions=torch.tensor(positions, dtype=torch.float64),
             numbers=torch.tensor(atoms.numbers, dtype=torch.long),
@@ -140,6 +150,7 @@ def read_configs(path: str, energy_key: str = "energy_xtb", forces_key: str = "f
             forces=torch.tensor(forces, dtype=torch.float64),
             cell=torch.tensor(np.asarray(atoms.cell) * l_unit, dtype=torch.float64),
             periodic=periodic,
+            stress=stress,
         ))
     if not configs:
         raise DataError(f"{path}: no labelled configurations")
@@ -212,7 +223,8 @@ def collate(configs: Sequence[Config], elements: Sequence[int], dtype: torch.dty
     index = {z: i for i, z in enumerate(elements)}
     parts: Dict[str, list] = {k: [] for k in (
         "positions", "species", "grain", "unwrap_shift", "intra_src", "intra_dst",
-        "edge_src", "edge_dst", "edge_shift", "pair_i", "pair_j", "pair_shift", "forces", "config")}
+        "edge_src", "edge_dst", "edge_shift", "pair_i", "pair_j", "pair_shift", "forces", "config",
+        "atom_config")}
     atom_offset = grain_offset = 0
     for k, c in enumerate(configs):
         g = c.graph
@@ -230,6 +242,7 @@ def collate(configs: Sequence[Config], elements: Sequence[int], dtype: torch.dty
         parts["pair_shift"].append(g["pair_shift"])
         parts["forces"].append(c.forces)
         parts["config"].append(torch.full((c.n_grains,), k, dtype=torch.long))
+        parts["atom_config"].append(torch.full((len(c.numbers),), k, dtype=torch.long))
         atom_offset += len(c.numbers)
         grain_offset += c.n_grains
     batch = {k: torch.cat(v) for k, v in parts.items()}
@@ -238,17 +251,42 @@ def collate(configs: Sequence[Config], elements: Sequence[int], dtype: torch.dty
     batch["n_grains"] = grain_offset
     batch["energy"] = torch.tensor([c.energy for c in configs], dtype=dtype)
     batch["n_atoms"] = torch.tensor([len(c.numbers) for c in configs], dtype=dtype)
+    batch["volume"] = torch.stack([torch.abs(torch.linalg.det(c.cell)) for c in configs]).to(dtype)
+    batch["has_stress"] = torch.tensor([c.stress is not None for c in configs])
+    batch["stress"] = torch.stack([torch.zeros(3, 3, dtype=torch.float64) if c.stress is None else c.stress
+                                   for c in configs]).to(dtype)
     return batch
 
 
-def predict(model, batch: Dict[str, torch.Tensor], create_graph: bool = False):
-    """Energies per configuration (eV) and forces (eV/Å) for a collated batch."""
+def predict(model, batch: Dict[str, torch.Tensor], create_graph: bool = False, stress: bool = False):
+    """Energies per configuration (eV) and forces (eV/Å) for a collated batch; with ``stress``
+    also the stress of each configuration, (1/V) dE/dstrain (eV/Å^3, ASE's sign; zero for
+    configurations without a cell). The strain deforms positions and every periodic shift
+    (integer combinations of the cell vectors) alike, as a deformation of the cell would."""
     positions = batch["positions"].clone().requires_grad_(True)
-    grain_energy = model(positions, batch["species"], batch["grain"], batch["n_grains"],
-                         batch["unwrap_shift"], batch["intra_src"], batch["intra_dst"],
-                         batch["edge_src"], batch["edge_dst"], batch["edge_shift"],
-                         batch["pair_i"], batch["pair_j"], batch["pair_shift"])
+    inputs = [positions]
+    unwrap_shift, edge_shift, pair_shift = batch["unwrap_shift"], batch["edge_shift"], batch["pair_shift"]
+    r = positions
+    if stress:
+        strain = torch.zeros(len(batch["energy"]), 3, 3, dtype=positions.dtype, requires_grad=True)
+        inputs.append(strain)
+        symmetric = 0.5 * (strain + strain.transpose(1, 2))
+        atom_config = batch["atom_config"]
+
+        def deform(x, config):
+            return x + torch.bmm(x.unsqueeze(1), symmetric[config]).squeeze(1)
+        r = deform(positions, atom_config)
+        unwrap_shift = deform(unwrap_shift, atom_config)
+        edge_shift = deform(edge_shift, batch["config"][batch["edge_dst"]])
+        pair_shift = deform(pair_shift, atom_config[batch["pair_i"]])
+    grain_energy = model(r, batch["species"], batch["grain"], batch["n_grains"],
+                         unwrap_shift, batch["intra_src"], batch["intra_dst"],
+                         batch["edge_src"], batch["edge_dst"], edge_shift,
+                         batch["pair_i"], batch["pair_j"], pair_shift)
     energy = torch.zeros(len(batch["energy"]), dtype=grain_energy.dtype).index_add(
         0, batch["config"], grain_energy)
-    forces, = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
-    return energy, -forces
+    grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+    if not stress:
+        return energy, -grads[0]
+    volume = torch.where(batch["volume"] > 0, batch["volume"], torch.ones_like(batch["volume"]))
+    return energy, -grads[0], grads[1] / volume.view(-1, 1, 1)

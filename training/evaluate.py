@@ -13,19 +13,32 @@ import torch
 from training.data import Config, DataError, attach_graphs, collate, predict, read_configs
 from training.metrics import error_metrics
 
+KBAR_PER_EV_PER_A3 = 1602.1766  # 1 eV/Å^3 = 160.21766 GPa
+
 
 def evaluate(model, configs: Sequence[Config], elements, dtype, batch_size: int = 20,
              return_arrays: bool = False):
-    """Energy and force errors of ``model`` on ``configs`` (graphs attached); with
-    ``return_arrays`` also the predicted and reference values for parity plots."""
-    e_pred, e_ref, f_pred, f_ref, n = [], [], [], [], []
+    """Energy and force errors of ``model`` on ``configs`` (graphs attached), and stress errors
+    of those with a stress label (kbar: the RMSE of its components, and the mean and spread of
+    the pressure error, pressure = -trace/3); with ``return_arrays`` also the predicted and
+    reference values for parity plots."""
+    e_pred, e_ref, f_pred, f_ref, n, s_error = [], [], [], [], [], []
     for start in range(0, len(configs), batch_size):
         batch = collate(configs[start:start + batch_size], elements, dtype)
-        energy, forces = predict(model, batch)
+        with_stress = bool(batch["has_stress"].any())
+        energy, forces, *stress = predict(model, batch, stress=with_stress)
         e_pred.append(energy.detach()); e_ref.append(batch["energy"]); n.append(batch["n_atoms"])
         f_pred.append(forces.detach()); f_ref.append(batch["forces"])
+        if with_stress:
+            s_error.append((stress[0].detach() - batch["stress"])[batch["has_stress"]])
     e_pred, e_ref, n, f_pred, f_ref = (torch.cat(x) for x in (e_pred, e_ref, n, f_pred, f_ref))
     errors = error_metrics(e_pred, e_ref, n, f_pred, f_ref)
+    if s_error:
+        s_error = torch.cat(s_error) * KBAR_PER_EV_PER_A3
+        pressure = -s_error.diagonal(dim1=1, dim2=2).sum(1) / 3
+        errors.update(stress_rmse_kbar=float(s_error.pow(2).mean().sqrt()), n_stress=len(s_error),
+                      pressure_error_mean_kbar=float(pressure.mean()),
+                      pressure_error_sd_kbar=float(pressure.std()) if len(pressure) > 1 else 0.0)
     if not return_arrays:
         return errors
     arrays = dict(energy_pred=(e_pred / n).numpy(), energy_ref=(e_ref / n).numpy(),

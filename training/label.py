@@ -5,7 +5,9 @@ done, so an interrupted run loses at most the configurations in flight; run it a
 and the configurations whose ``label_id`` is already in the file are skipped. The
 settings and software versions are written beside the output (``OUTPUT.json``).
 
-Units: positions Å; ``energy_xtb`` eV (total energy, not referenced); ``forces_xtb`` eV/Å.
+Units: positions Å; ``energy_xtb`` eV (total energy, not referenced); ``forces_xtb`` eV/Å;
+for periodic cells ``stress_xtb`` eV/Å^3 (3x3, row-major; ASE's sign: (1/V) dE/dstrain, so the
+pressure is minus a third of its trace).
 The labels are those of the carbonate data set (tblite reproduces its energies to 2e-4 eV
 and forces to 5e-4 eV/Å), so new configurations can be added to it.
 """
@@ -47,11 +49,14 @@ def _label_one(job):
     try:
         energy = atoms.get_potential_energy()
         forces = atoms.get_forces()
+        stress = atoms.get_stress(voigt=False) if atoms.pbc.all() else None
     except Exception as error:  # tblite raises RuntimeError/ValueError on SCF failure
         return label_id, f"{type(error).__name__}: {error}"
     atoms.calc = None
     atoms.info["energy_xtb"] = float(energy)
     atoms.arrays["forces_xtb"] = np.asarray(forces, dtype=float)
+    if stress is not None:
+        atoms.info["stress_xtb"] = np.asarray(stress, dtype=float).reshape(9)
     return label_id, atoms
 
 
@@ -97,7 +102,8 @@ def label(frames: Sequence[Atoms], output: str, workers: int = 1, method: str = 
     if os.path.exists(record_path):
         with open(record_path) as handle:
             record = json.load(handle)
-    record.update(settings=settings, units={"positions": "angstrom", "energy_xtb": "eV", "forces_xtb": "eV/angstrom"},
+    record.update(settings=settings, units={"positions": "angstrom", "energy_xtb": "eV", "forces_xtb": "eV/angstrom",
+                         "stress_xtb": "eV/angstrom^3, (1/V) dE/dstrain, periodic cells only"},
                   versions=versions(), requested=len(frames))
     failed: Dict[str, str] = dict(record.get("failed", {}))
     start = time.perf_counter()

@@ -5,7 +5,9 @@
 gloo on CPU, NCCL on GPUs). Units: Å, eV, eV/Å. Options: ``training.config``.
 
 The loss is ``energy_weight * <(dE / N_atoms)^2> + forces_weight * <dF^2>``
-averaged over the configurations and force components of a batch. AdamW with
+averaged over the configurations and force components of a batch, plus, with
+``stress_weight``, ``stress_weight * <dsigma^2>`` (eV/Å^3, the 9 components of every
+periodic configuration that has a stress label, averaged over the batch's configurations). AdamW with
 reduce-on-plateau and early stopping; an exponential moving average (EMA) of
 the weights is what gets validated, checkpointed as best, and exported. A
 checkpoint is written after every epoch (atomically); ``--resume`` continues
@@ -45,7 +47,8 @@ def read_data(config: Dict[str, Any], path: str) -> List[Config]:
     hp = dict(DEFAULT_HYPERPARAMETERS, **config["model"])
     return read_configs(path, config["energy_key"], config["forces_key"], config["grain_key"],
                         config["grains"], config["energy_unit"], config["length_unit"],
-                        config["topology_file"], config["bond_scale"], grain_span=float(hp["intra_cutoff"]))
+                        config["topology_file"], config["bond_scale"], grain_span=float(hp["intra_cutoff"]),
+                        stress_key=config["stress_key"])
 
 
 def prepare(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -124,10 +127,15 @@ def batch_loss(model, configs: Sequence[Config], elements, dtype, config, n_conf
     ``n_force_terms`` force components), so that the losses of the shards of a batch add up to
     the loss of the whole batch."""
     batch = collate(configs, elements, dtype)
-    energy, forces = predict(model, batch, create_graph=True)
+    with_stress = config["stress_weight"] > 0 and bool(batch["has_stress"].any())
+    energy, forces, *stress = predict(model, batch, create_graph=True, stress=with_stress)
     energy_term = ((energy - batch["energy"]) / batch["n_atoms"]).pow(2).sum() / n_configs
     forces_term = (forces - batch["forces"]).pow(2).sum() / n_force_terms
-    return config["energy_weight"] * energy_term + config["forces_weight"] * forces_term
+    loss = config["energy_weight"] * energy_term + config["forces_weight"] * forces_term
+    if with_stress:
+        squared = (stress[0] - batch["stress"]).pow(2).mean((1, 2))
+        loss = loss + config["stress_weight"] * squared[batch["has_stress"]].sum() / n_configs
+    return loss
 
 
 def shard(batch: Sequence[Config], rank: int, world: int) -> List[Config]:
