@@ -45,7 +45,7 @@ class CGAAForceModule(torch.nn.Module):
 
     def __init__(self, model: CGAAModel, species: torch.Tensor, grain: torch.Tensor, periodic: bool,
                  length_scale: float = 1.0, energy_scale: float = 1.0, anchor: Optional[torch.Tensor] = None,
-                 atoms: Optional[torch.Tensor] = None, chunk_atoms: int = 2048):
+                 atoms: Optional[torch.Tensor] = None, chunk_atoms: int = 1024):
         super().__init__()
         self.model = model
         self.n_grains = int(grain.max()) + 1
