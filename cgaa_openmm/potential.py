@@ -18,7 +18,7 @@ from .mixed import mixed_system, region_atoms
 from .model import CGAAModel
 from .modelfile import load_model, save_model
 from .neighbors import check_box
-from .torchforce import CGAAForceModule, EnergyAndForces, plain_executor
+from .torchforce import CGAAForceModule, EnergyAndForces, frozen, plain_executor
 
 #: Å per nm and kJ/mol per eV (per particle: eV times Avogadro's number).
 ANGSTROM_PER_NM = (1.0 * unit.nanometer).value_in_unit(unit.angstrom)
@@ -147,11 +147,8 @@ class CGAAPotential:
         (:func:`~cgaa_openmm.torchforce.plain_executor`).
         """
         import openmmtorch
-        from e3nn.util.jit import script
         module = self.createModule(topology, grains, periodic, allowUnknownGrains, atoms, outputsForces=True)
-        with torch.jit.optimized_execution(True):  # freezing inlines every method only with it on
-            frozen = torch.jit.freeze(script(module.eval()))
-        force = openmmtorch.TorchForce(frozen)
+        force = openmmtorch.TorchForce(frozen(module))
         plain_executor()
         force.setUsesPeriodicBoundaryConditions(module.periodic)
         force.setOutputsForces(True)

@@ -228,6 +228,17 @@ def plain_executor() -> None:
     torch._C._set_graph_executor_optimize(False)
 
 
+def frozen(module: CGAAForceModule) -> torch.jit.ScriptModule:
+    """``module`` compiled to TorchScript (``e3nn.util.jit.script``) and frozen
+    (``torch.jit.freeze``: parameters become constants and every method call is inlined), as
+    :meth:`~cgaa_openmm.CGAAPotential.createForce` hands it to ``TorchForce``. The freezing runs
+    with the optimising executor on: with it off (:func:`plain_executor`) calls are not inlined,
+    and the clone ``TorchForce`` makes would miss methods."""
+    from e3nn.util.jit import script
+    with torch.jit.optimized_execution(True):
+        return torch.jit.freeze(script(module.eval()))
+
+
 class EnergyAndForces(CGAAForceModule):
     """A :class:`CGAAForceModule` whose ``forward`` returns (energy, forces)
     (:meth:`~CGAAForceModule.energy_and_forces`), for ``TorchForce.setOutputsForces(True)``."""

@@ -82,3 +82,18 @@ def test_first_shell_pairs_are_whole_close_molecules():
         for mol in (a, b):   # whole: every atom within bonding reach of another of its molecule
             dist = np.linalg.norm(mol.positions[:, None] - mol.positions[None], axis=-1) + 9 * np.eye(len(mol))
             assert dist.min(1).max() < 1.7
+
+
+def test_pressure_benchmark_agrees_with_evaluate(tmp_path):
+    """benchmarks/pressure.py on labelled boxes: the reference's molecular pressure per density bin,
+    and a model's atomic pressure error equal to what ``evaluate`` reports from the same stress."""
+    import pressure
+    from training.evaluate import evaluate_file
+    data = os.path.join(ROOT, "training", "datasets", "ecemc-boxes-stress1.xyz.xz")
+    pressure.main([data, "--model", "carbonates-xtb-fast", "--output", str(tmp_path)])
+    results = json.load(open(tmp_path / "pressure.json"))
+    assert sum(b["n"] for b in results["reference_bins"]) == 30
+    assert (tmp_path / "pressure.png").stat().st_size > 10000
+    errors = evaluate_file(os.path.join(ROOT, "cgaa_openmm", "models", "carbonates-xtb-fast.pt"), data)
+    atomic = results["models"]["carbonates-xtb-fast"]["atomic"]
+    assert abs(atomic["mean_kbar"] - errors["pressure_error_mean_kbar"]) < 1e-2  # float64 here, float32 there

@@ -10,6 +10,7 @@ from e3nn.util.jit import script
 from cgaa_openmm.blocks import ChannelwiseProduct, from_channels, to_channels
 from cgaa_openmm.graph import intra_pairs
 from cgaa_openmm.neighbors import check_box, neighbor_pairs, perpendicular_widths
+from cgaa_openmm.torchforce import frozen, plain_executor
 
 from conftest import energy_forces, make_model, make_module
 
@@ -124,15 +125,16 @@ def test_torchscript_equals_eager(clusters, model, cell):
 def test_grouped_forces_equal_autograd(clusters, model, cell, chunk_atoms):
     """EnergyAndForces (the TorchForce's module) embeds a few grains at a time and pushes their
     share of the gradient back afterwards: the same energy and -dE/dx as autograd through the
-    energy module, eager and frozen TorchScript (as createForce makes it); with selected atoms the
-    others get no force."""
+    energy module, eager and frozen TorchScript (as createForce makes it, also after the optimising
+    executor was switched off); with selected atoms the others get no force."""
     atoms = clusters[0]
+    plain_executor()  # as after any createForce in this process
     module = make_module(atoms, model, periodic=cell is not None)
     e0, f0 = energy_forces(module, atoms.positions, cell)
     grouped = make_module(atoms, model, periodic=cell is not None, forces=True, chunk_atoms=chunk_atoms)
     assert grouped.n_chunks == {1: 5, 40: 2}[chunk_atoms]  # 5 molecules of 10-16 atoms
     box = None if cell is None else torch.tensor(cell)
-    for candidate in (grouped, torch.jit.freeze(script(grouped.eval()))):
+    for candidate in (grouped, frozen(grouped)):
         energy, forces = candidate(torch.tensor(atoms.positions), box)
         assert energy.item() == pytest.approx(e0, rel=1e-12)
         np.testing.assert_allclose(forces.numpy(), f0, atol=1e-10)
