@@ -30,10 +30,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from eos import AVOGADRO, save_results  # noqa: E402
+from ase.units import kB  # noqa: E402
 
-KBAR_PER_EV_PER_A3 = 1602.1766
-BOLTZMANN_EV_PER_K = 8.617333262e-5
+from eos import AVOGADRO, save_results  # noqa: E402
+from training.evaluate import KBAR_PER_EV_PER_A3  # noqa: E402
+
 BINS = (0.6, 0.9, 1.0, 1.1, 1.2, 1.4)
 
 
@@ -85,7 +86,7 @@ def main(argv=None) -> None:
         atomic, molecular = pressures(batch, batch["forces"], batch["stress"])
         reference_atomic += list(atomic)
         reference_molecular += list(molecular)
-        kinetic += [c.n_grains * BOLTZMANN_EV_PER_K * args.temperature / float(v) * KBAR_PER_EV_PER_A3
+        kinetic += [c.n_grains * kB * args.temperature / float(v) * KBAR_PER_EV_PER_A3
                     for c, v in zip(chunk, batch["volume"])]
     equation_of_state = np.array(reference_molecular) + np.array(kinetic)
     bins = []
@@ -105,20 +106,21 @@ def main(argv=None) -> None:
         model, _ = load_model(resolve_model_path(name))
         model = model.double()
         attach_graphs(configs, model.grain_cutoff, model.pair_cutoff)
-        errors = {"atomic": [], "molecular": []}
+        predicted: Dict[str, List[float]] = {"atomic": [], "molecular": []}
         for start in range(0, len(configs), 20):
             batch = collate(configs[start:start + 20], model.elements, torch.float64)
             _, forces, stress = predict(model, batch, stress=True)
             atomic, molecular = pressures(batch, forces.detach(), stress.detach())
-            ref_atomic, ref_molecular = pressures(batch, batch["forces"], batch["stress"])
-            errors["atomic"] += list(atomic - ref_atomic)
-            errors["molecular"] += list(molecular - ref_molecular)
+            predicted["atomic"] += list(atomic)
+            predicted["molecular"] += list(molecular)
+        errors = {"atomic": np.array(predicted["atomic"]) - np.array(reference_atomic),
+                  "molecular": np.array(predicted["molecular"]) - np.array(reference_molecular)}
         summary = {kind: dict(mean_kbar=float(np.mean(v)), sd_kbar=float(np.std(v))) for kind, v in errors.items()}
         results["models"][name] = summary
         print(f"{name}: pressure error atomic {summary['atomic']['mean_kbar']:+.2f} ± "
               f"{summary['atomic']['sd_kbar']:.2f}, molecular {summary['molecular']['mean_kbar']:+.2f} ± "
               f"{summary['molecular']['sd_kbar']:.2f} kbar")
-        ax.scatter(density, equation_of_state + np.array(errors["molecular"]), s=6, label=name)
+        ax.scatter(density, equation_of_state + errors["molecular"], s=6, label=name)
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xlabel("density (g/mL)")
     ax.set_ylabel("molecular pressure (kbar)")

@@ -166,21 +166,23 @@ class CGAAModel(torch.nn.Module):
                 pair's energy is shared equally by the two grains.
         """
         r = positions + unwrap_shift
-        features, atom_energy = self.embed(r, species, grain, n_grains, intra_src, intra_dst)
-        return self.grain_energies(features, atom_energy, r, positions, species, grain, edge_src, edge_dst,
+        centres = grain_centres(r, grain, n_grains)
+        features, atom_energy = self.embed(r, centres, species, grain, intra_src, intra_dst)
+        return self.grain_energies(features, atom_energy, centres, positions, species, grain, edge_src, edge_dst,
                                    edge_shift, pair_i, pair_j, pair_shift)
 
-    def embed(self, r: torch.Tensor, species: torch.Tensor, grain: torch.Tensor, n_grains: int,
+    def embed(self, r: torch.Tensor, centres: torch.Tensor, species: torch.Tensor, grain: torch.Tensor,
               intra_src: torch.Tensor, intra_dst: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Grain embedding: each grain's features from its own atoms alone.
 
-        Args: ``r`` (N, 3) Å, unwrapped positions (every grain whole); the rest as in
+        Args: ``r`` (N, 3) Å, unwrapped positions (every grain whole); ``centres`` (n_grains, 3) Å,
+        their grain centres (:func:`~cgaa_openmm.graph.grain_centres`); the rest as in
         :meth:`forward`. Returns the pooled grain features (n_grains, hidden irreps dim) and
         each grain's sum of per-atom readouts (n_grains,), both in network units. A grain's
         outputs depend only on its own atoms, so grains can be embedded in any groups
         (:meth:`cgaa_openmm.torchforce.CGAAForceModule.energy_and_forces` does, to bound memory).
         """
-        centres = grain_centres(r, grain, n_grains)
+        n_grains = centres.shape[0]
         relative = r - centres[grain]
         atoms = torch.arange(r.shape[0], device=r.device)
         x = self.species_embedding(species)
@@ -204,19 +206,17 @@ class CGAAModel(torch.nn.Module):
         features = torch.zeros(n_grains, x.shape[1], dtype=x.dtype, device=x.device)
         return features.index_add(0, grain, self.pool(x)) * self.pool_norm, atom_energy
 
-    def grain_energies(self, features: torch.Tensor, atom_energy: torch.Tensor, r: torch.Tensor,
+    def grain_energies(self, features: torch.Tensor, atom_energy: torch.Tensor, centres: torch.Tensor,
                        positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor,
                        edge_src: torch.Tensor, edge_dst: torch.Tensor, edge_shift: torch.Tensor,
                        pair_i: Optional[torch.Tensor], pair_j: Optional[torch.Tensor],
                        pair_shift: Optional[torch.Tensor]) -> torch.Tensor:
         """Grain energies (eV) from the outputs of :meth:`embed`: grain products, message passing
-        between grain centres (of the unwrapped positions ``r``), readout, the pair term (of
-        ``positions`` and ``pair_shift``) and the atomic reference energies."""
+        between the grain ``centres`` (Å), readout, the pair term (of ``positions`` and
+        ``pair_shift``) and the atomic reference energies."""
         h = features
-        n_grains = h.shape[0]
         for product in self.grain_products:
             h = product(h)
-        centres = grain_centres(r, grain, n_grains)
         vectors = centres[edge_src] + edge_shift - centres[edge_dst]
         lengths = torch.linalg.norm(vectors, dim=1)
         grain_sh = self.spherical_harmonics(vectors)

@@ -144,14 +144,18 @@ class CGAAForceModule(torch.nn.Module):
                               src, dst, edge_shift, pair_i, pair_j, pair_shift)
         return energies.sum() + self.model.contact.pair_energy(r, self.species, pair_i, pair_j, pair_shift)
 
-    def embed_chunk(self, k: int, r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def group(self, k: int) -> Tuple[torch.Tensor, int, int]:
+        """Atoms (in ``chunk_atoms`` order) and grain range [g0, g1) of group ``k`` of grains."""
+        atoms = self.chunk_atoms[int(self.chunk_atom_offsets[k]):int(self.chunk_atom_offsets[k + 1])]
+        return atoms, int(self.chunk_grain_offsets[k]), int(self.chunk_grain_offsets[k + 1])
+
+    def embed_group(self, k: int, r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """:meth:`CGAAModel.embed` of group ``k`` of grains, from the unwrapped positions ``r``
         of that group's atoms (in ``chunk_atoms`` order)."""
-        a0, a1 = int(self.chunk_atom_offsets[k]), int(self.chunk_atom_offsets[k + 1])
-        g0, g1 = int(self.chunk_grain_offsets[k]), int(self.chunk_grain_offsets[k + 1])
+        atoms, g0, g1 = self.group(k)
         p0, p1 = int(self.chunk_pair_offsets[k]), int(self.chunk_pair_offsets[k + 1])
-        atoms = self.chunk_atoms[a0:a1]
-        return self.model.embed(r, self.species[atoms], self.grain[atoms] - g0, g1 - g0,
+        grain = self.grain[atoms] - g0
+        return self.model.embed(r, grain_centres(r, grain, g1 - g0), self.species[atoms], grain,
                                 self.chunk_src[p0:p1], self.chunk_dst[p0:p1])
 
     def energy_and_forces(self, positions: torch.Tensor,
@@ -163,7 +167,7 @@ class CGAAForceModule(torch.nn.Module):
         without autograd for the grain features, and once per group, after the grain-level
         part, to push that group's share of the gradient back to its atoms. The per-pair
         tensors of one group are alive at a time, so memory stays flat in the number of
-        grains, for about a third more embedding work. One group: plain autograd.
+        grains, for one more forward pass of the embedding. One group: plain autograd.
         """
         r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift = self.prepare(positions.detach(), boxvectors)
         r = r.detach().requires_grad_(True)
@@ -176,23 +180,21 @@ class CGAAForceModule(torch.nn.Module):
             readouts: List[torch.Tensor] = []
             with torch.no_grad():
                 for k in range(self.n_chunks):
-                    features, readout = self.embed_chunk(k, unwrapped[self.chunk_atoms[
-                        int(self.chunk_atom_offsets[k]):int(self.chunk_atom_offsets[k + 1])]])
+                    features, readout = self.embed_group(k, unwrapped[self.group(k)[0]])
                     parts.append(features)
                     readouts.append(readout)
             features = torch.cat(parts).requires_grad_(True)
             atom_energy = torch.cat(readouts).requires_grad_(True)
-            energies = self.model.grain_energies(features, atom_energy, r + shift, r, self.species, self.grain,
+            centres = grain_centres(r + shift, self.grain, self.n_grains)
+            energies = self.model.grain_energies(features, atom_energy, centres, r, self.species, self.grain,
                                                  src, dst, edge_shift, pair_i, pair_j, pair_shift)
             energy = energies.sum() + self.model.contact.pair_energy(r, self.species, pair_i, pair_j, pair_shift)
             grads = torch.autograd.grad([energy], [r, features, atom_energy])
             gradient, d_features, d_readout = _some(grads[0], r), _some(grads[1], features), _some(grads[2], atom_energy)
             for k in range(self.n_chunks):
-                a0, a1 = int(self.chunk_atom_offsets[k]), int(self.chunk_atom_offsets[k + 1])
-                g0, g1 = int(self.chunk_grain_offsets[k]), int(self.chunk_grain_offsets[k + 1])
-                atoms = self.chunk_atoms[a0:a1]
+                atoms, g0, g1 = self.group(k)
                 group = unwrapped[atoms].requires_grad_(True)
-                chunk_features, chunk_readout = self.embed_chunk(k, group)
+                chunk_features, chunk_readout = self.embed_group(k, group)
                 share = (chunk_features * d_features[g0:g1]).sum() + (chunk_readout * d_readout[g0:g1]).sum()
                 gradient = gradient.index_add(0, atoms, _grad(share, group))
         forces = -gradient * (self.energy_scale * self.length_scale)
