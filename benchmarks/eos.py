@@ -62,7 +62,7 @@ def model_energies(model: str, topology_file: str, boxes) -> np.ndarray:
 
     from cgaa_openmm import CGAAPotential
     topology = app.PDBFile(topology_file).topology
-    system = CGAAPotential.load(model).createSystem(topology)
+    system = CGAAPotential.load(model).createSystem(topology, precision="single")
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     energies = []
     for atoms in boxes:

@@ -107,11 +107,11 @@ def openmm_system(model: str, tiles, model_path: str) -> tuple:
     from cgaa_openmm.model import CGAAModel
     cgaa = CGAAPotential.load(model_path)
     if model == "cgaa":
-        return cgaa.createSystem(topology, grains="molecule"), xyz, topology, f"{model_path}, molecule grains"
+        return cgaa.createSystem(topology, grains="molecule", precision="single"), xyz, topology, f"{model_path}, molecule grains"
     hp = dict(cgaa.model.hyperparameters, grain_cutoff=5.0)
     atom = CGAAPotential(CGAAModel(cgaa.model.elements, cgaa.model.atomic_energies.tolist(), **hp),
                          dict(cgaa.metadata, grains="atom", grain_formulas=[]))
-    return atom.createSystem(topology, grains="atom"), xyz, topology, "untrained, every atom a grain, 5 Å cutoff"
+    return atom.createSystem(topology, grains="atom", precision="single"), xyz, topology, "untrained, every atom a grain, 5 Å cutoff"
 
 
 def run_openmm(model: str, tiles, threads: int, seconds: float, quick: bool, model_path: str) -> dict:
@@ -221,9 +221,9 @@ def run_profile(tiles, threads: int, quick: bool, model_path: str) -> dict:
     from cgaa_openmm import CGAAPotential
     torch.set_num_threads(threads)
     topology, xyz = tile(BOX, tiles)
-    module = CGAAPotential.load(model_path).createModule(topology, grains="molecule")
+    module = CGAAPotential.load(model_path).createModule(topology, grains="molecule", precision="single")
     model = module.model
-    for name in ("check_box", "unwrap_shifts", "grain_centres", "neighbor_pairs"):
+    for name in ("check_box", "build_graph", "grain_faults"):
         def wrapped(*args, _f=getattr(torchforce, name)):
             with record_function(SEARCH):
                 return _f(*args)

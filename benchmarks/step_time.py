@@ -68,7 +68,7 @@ def main():
                           **dict(cgaa.model.hyperparameters, **changes))
         variants.append((spec, CGAAPotential(model, dict(cgaa.metadata)), "residue"))
     for name, pot, grains in variants:
-        median, times = time_evaluations(pot.createSystem(pdb.topology, grains=grains), pdb.positions,
+        median, times = time_evaluations(pot.createSystem(pdb.topology, grains=grains, precision="single"), pdb.positions,
                                          args.repeats, args.threads)
         results[name] = dict(median_ms=median, times_ms=times)
         print(f"{name}: {median:.1f} ms per evaluation (median of {args.repeats})", flush=True)

@@ -29,6 +29,33 @@ def _load_torch_plugins() -> None:
 
 _load_torch_plugins()
 
+
+def _import_simtk_quietly() -> None:
+    """Import ``simtk.openmm`` with its deprecation message dropped.
+
+    openmm-torch's SWIG wrapper (``openmmtorch.py``) does ``import simtk.openmm``, and that module
+    announces ``Warning: importing 'simtk.openmm' is deprecated.  Import 'openmm' instead.`` through
+    the root logger (not ``warnings``), i.e. on stderr of every run that builds a ``TorchForce``.
+    Importing it here first, with a filter on the root logger for that one message only, leaves it
+    in ``sys.modules`` so that openmm-torch's import is silent; other log records and warnings pass.
+    """
+    import logging
+
+    def not_simtk(record: logging.LogRecord) -> bool:
+        return "importing 'simtk.openmm' is deprecated" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(not_simtk)
+    try:
+        import simtk.openmm  # noqa: F401
+    except ImportError:      # an OpenMM without the simtk shim: nothing to silence
+        pass
+    finally:
+        root.removeFilter(not_simtk)
+
+
+_import_simtk_quietly()
+
 from .potential import CGAAPotential, TopologyMismatchError  # noqa: E402
 from .modelfile import ModelFileError  # noqa: E402
 

@@ -10,7 +10,7 @@ import torch
 from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 
-from .neighbors import neighbor_pairs
+from .graph import atom_pairs
 
 
 class BesselBasis(torch.nn.Module):
@@ -289,19 +289,23 @@ class ContactRepulsion(torch.nn.Module):
     def forward(self, positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor,
                 periodic: bool) -> torch.Tensor:
         """Wall energy (eV) of positions (N, 3) Å, in ``cell`` (rows a, b, c; Å) if ``periodic``."""
-        i, j, shift = grain_pairs(positions, grain, cell, periodic, self.cutoff)
+        i, j, shift = atom_pairs(positions, grain, cell, periodic, self.cutoff)
         return self.pair_energy(positions, species, i, j, shift)
 
     def pair_energy(self, positions: torch.Tensor, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
                     shift: torch.Tensor) -> torch.Tensor:
         """Wall energy (eV) over given pairs of atoms of different grains (any search radius >= ``cutoff``)."""
+        return self.pair_energies(positions, species, i, j, shift).sum()
+
+    def pair_energies(self, positions: torch.Tensor, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                      shift: torch.Tensor) -> torch.Tensor:
+        """Wall energy (eV) of every given pair, shape (P,): zero beyond the pair's radius."""
         if self.cutoff <= 0.0:
-            return torch.zeros((), dtype=positions.dtype, device=positions.device)
+            return torch.zeros(i.shape[0], dtype=positions.dtype, device=positions.device)
         distance = torch.linalg.norm(positions[j] + shift - positions[i], dim=1)
         r0 = self.radii[species[i], species[j]].to(positions.dtype)
-        inside = distance < r0
-        overlap = r0[inside] / distance[inside] - 1.0
-        return self.strength * overlap.pow(3).sum()
+        overlap = torch.clamp(r0 / distance - 1.0, min=0.0)
+        return self.strength * overlap.pow(3)
 
 
 class ExponentialPairs(torch.nn.Module):
@@ -390,14 +394,3 @@ class PairPotential(ExponentialPairs):
         signed = (weights[:, :-1] * torch.exp(-decays[:-1] * (soft.unsqueeze(1) - self.reference))).sum(1)
         core = weights[:, -1] * torch.exp(-decays[-1] * (distance - self.reference))
         return self.envelope(soft) * signed + self.envelope(distance) * core
-
-
-def grain_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor, periodic: bool,
-                cutoff: float):
-    """Atom pairs i < j of different grains within ``cutoff`` Å: (i, j, shift (Å)); none if cutoff <= 0."""
-    if cutoff <= 0.0:
-        empty = torch.zeros(0, dtype=torch.long, device=positions.device)
-        return empty, empty, torch.zeros(0, 3, dtype=positions.dtype, device=positions.device)
-    i, j, shift = neighbor_pairs(positions.detach(), cell, periodic, cutoff)
-    keep = (grain[i] != grain[j]) & (i < j)
-    return i[keep], j[keep], shift[keep]

@@ -139,29 +139,9 @@ def topology_from_atoms(atoms, grain_key: str = "molID", residue_names=None) -> 
     return topology
 
 
-def bond_centres(topology: app.Topology, groups: Sequence[Sequence[int]]) -> List[int]:
-    """Per grain, the atom with the fewest bonds to its farthest grain-mate (the bond-graph centre).
-
-    Periodic unwrapping measures from this atom, so a grain may be almost a full
-    box width long. A grain whose atoms are not all bond-connected uses its first atom.
-    """
-    neighbours = {}
-    for a, b in topology.bonds():
-        neighbours.setdefault(a.index, []).append(b.index)
-        neighbours.setdefault(b.index, []).append(a.index)
-    centres = []
-    for group in groups:
-        members = set(group)
-        best, best_depth = group[0], None
-        for start in group:
-            depth, frontier, seen = 0, [start], {start}
-            while frontier:
-                frontier = [n for a in frontier for n in neighbours.get(a, ()) if n in members and n not in seen]
-                seen.update(frontier)
-                depth += bool(frontier)
-            if len(seen) < len(members):
-                break
-            if best_depth is None or depth < best_depth:
-                best, best_depth = start, depth
-        centres.append(best if best_depth is not None else group[0])
-    return centres
+def grain_name(atoms: Sequence[app.topology.Atom], group: Sequence[int]) -> str:
+    """How error messages name a grain: its atoms' residue(s), e.g. ``residue EMC 17 (atoms 232-246)``."""
+    residues = list(dict.fromkeys(f"{atoms[i].residue.name} {atoms[i].residue.id}" for i in group))
+    where = f"residue {residues[0]}" if len(residues) == 1 else f"residues {', '.join(residues[:3])}" + (
+        ", ..." if len(residues) > 3 else "")
+    return f"{where} (atoms {min(group)}-{max(group)})"

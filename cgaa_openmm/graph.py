@@ -11,13 +11,6 @@ import torch
 from .neighbors import neighbor_pairs, unwrap_shifts
 
 
-def first_atoms(grain: torch.Tensor, n_grains: int) -> torch.Tensor:
-    """Lowest atom index of every grain, shape (n_grains,)."""
-    atoms = torch.arange(grain.shape[0], device=grain.device)
-    first = torch.full((n_grains,), grain.shape[0], dtype=torch.long, device=grain.device)
-    return first.scatter_reduce(0, grain, atoms, "amin")
-
-
 def intra_pairs(grain: torch.Tensor, n_grains: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """All ordered pairs (src, dst) of distinct atoms that share a grain."""
     counts = torch.bincount(grain, minlength=n_grains)
@@ -39,30 +32,68 @@ def grain_centres(positions: torch.Tensor, grain: torch.Tensor, n_grains: int) -
     return sums.index_add(0, grain, positions) / counts.unsqueeze(1)
 
 
-def central_atoms(positions: torch.Tensor, grain: torch.Tensor, n_grains: int) -> torch.Tensor:
-    """Atom of every grain nearest its centre, for a configuration whose grains are whole."""
-    distance = torch.linalg.norm(positions - grain_centres(positions, grain, n_grains)[grain], dim=1)
-    key = grain.to(positions.dtype) * (distance.max() + 1.0) + distance
-    order = torch.argsort(key)
-    first = torch.cumsum(torch.bincount(grain, minlength=n_grains), 0) - torch.bincount(grain, minlength=n_grains)
-    return order[first]
+def atom_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor, periodic: bool,
+               cutoff: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Atom pairs i < j of different grains within ``cutoff`` Å: (i, j, shift (Å)); none if cutoff <= 0."""
+    if cutoff <= 0.0:
+        empty = torch.zeros(0, dtype=torch.long, device=positions.device)
+        return empty, empty, torch.zeros(0, 3, dtype=positions.dtype, device=positions.device)
+    i, j, shift = neighbor_pairs(positions.detach(), cell, periodic, cutoff)
+    keep = (grain[i] != grain[j]) & (i < j)
+    return i[keep], j[keep], shift[keep]
 
 
-def build_graph(positions: torch.Tensor, grain: torch.Tensor, n_grains: int, cell: torch.Tensor,
-                periodic: bool, grain_cutoff: float) -> Dict[str, torch.Tensor]:
-    """Model inputs that depend on the configuration (all constants for autograd).
+def build_graph(positions: torch.Tensor, grain: torch.Tensor, n_grains: int, intra_src: torch.Tensor,
+                intra_dst: torch.Tensor, cell: torch.Tensor, periodic: bool, grain_cutoff: float,
+                pair_cutoff: float) -> Dict[str, torch.Tensor]:
+    """The model inputs that depend on the configuration, as constants for autograd.
 
-    Periodic grains are unwrapped around the atom nearest the centre found by
-    a first unwrapping around each grain's first atom.
+    The one builder of the model's graph, for training, evaluation and OpenMM alike.
+    Lengths in Å; ``cell`` rows are the box vectors (ignored unless ``periodic``);
+    ``intra_src``/``intra_dst`` come from :func:`intra_pairs`. Returns
+    ``unwrap_shift`` (N, 3: positions + unwrap_shift has every grain whole,
+    :func:`~cgaa_openmm.neighbors.unwrap_shifts`), ``edge_src``/``edge_dst``/``edge_shift``
+    (grain-centre pairs within ``grain_cutoff``), and ``pair_i``/``pair_j``/``pair_shift``
+    (atom pairs of different grains within ``pair_cutoff``, for the pair terms).
     """
+    positions = positions.detach()
     if periodic:
-        shift = unwrap_shifts(positions, grain, first_atoms(grain, n_grains), cell)
-        anchor = central_atoms(positions + shift, grain, n_grains)
-        shift = unwrap_shifts(positions, grain, anchor, cell)
+        shift = unwrap_shifts(positions, grain, n_grains, cell)
     else:
         shift = torch.zeros_like(positions)
-    centres = grain_centres(positions.detach() + shift, grain, n_grains)
-    dst, src, edge_shift = neighbor_pairs(centres, cell, periodic, grain_cutoff)
-    src_intra, dst_intra = intra_pairs(grain, n_grains)
-    return dict(unwrap_shift=shift, intra_src=src_intra, intra_dst=dst_intra,
-                edge_src=src, edge_dst=dst, edge_shift=edge_shift)
+    centres = grain_centres(positions + shift, grain, n_grains)
+    edge_dst, edge_src, edge_shift = neighbor_pairs(centres, cell, periodic, grain_cutoff)
+    pair_i, pair_j, pair_shift = atom_pairs(positions, grain, cell, periodic, pair_cutoff)
+    return {"unwrap_shift": shift, "intra_src": intra_src, "intra_dst": intra_dst, "edge_src": edge_src,
+            "edge_dst": edge_dst, "edge_shift": edge_shift, "pair_i": pair_i, "pair_j": pair_j,
+            "pair_shift": pair_shift}
+
+
+def grain_faults(positions: torch.Tensor, shift: torch.Tensor, grain: torch.Tensor, n_grains: int,
+                 intra_src: torch.Tensor, intra_dst: torch.Tensor, cell: torch.Tensor, periodic: bool,
+                 max_radius: float, link_length: float = 2.5) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Checks of a configuration (Å) and its unwrap shifts: returns ``(far, broken)``.
+
+    ``far``: atoms farther than ``max_radius`` from their grain's centre, as rows
+    (atom, distance × 1000 rounded). ``broken``: pairs of atoms of one grain that are
+    within ``link_length`` (Å; longer than every covalent bond of organic and biomolecules)
+    of each other as minimum images but not once unwrapped,
+    as rows (atom, atom): the grain was not made whole (periodic only). When neither is found,
+    every grain whose atoms are joined by such links (every molecule) is whole,
+    whatever the box: a link spans no periodic boundary after unwrapping.
+    """
+    with torch.no_grad():
+        r = positions + shift
+        centres = grain_centres(r, grain, n_grains)
+        radius = torch.linalg.norm(r - centres[grain], dim=1)
+        far_atoms = (radius > max_radius).nonzero().flatten()
+        far = torch.stack([far_atoms, torch.round(radius[far_atoms] * 1000.0).long()], dim=1)
+        if not periodic:
+            return far, torch.zeros(0, 2, dtype=torch.long, device=positions.device)
+        d = positions[intra_dst] - positions[intra_src]
+        image = torch.round(d @ torch.linalg.inv(cell)) @ cell
+        link = torch.linalg.norm(d - image, dim=1) < link_length
+        unwrapped = r[intra_dst] - r[intra_src]
+        split = link & (torch.linalg.norm(unwrapped - (d - image), dim=1) > 1e-3 * link_length)
+        broken = torch.stack([intra_src[split], intra_dst[split]], dim=1)
+        return far, broken

@@ -53,6 +53,8 @@ DEFAULT_HYPERPARAMETERS = dict(
     avg_grain_neighbors=10.0,   # mean neighbour grains per grain
     avg_grain_atoms=10.0,       # mean atoms per grain
     energy_scale=1.0,      # eV, scale of the network outputs
+    grain_radius=None,     # Å, largest distance of an atom from its grain centre in the training data
+                           # (set by training; the run-time guard allows it plus GRAIN_RADIUS_MARGIN)
     contact_radii=None,    # Å, per element pair (elements order): wall radius between atoms of different grains
     contact_fraction=0.7,  # training sets contact_radii to this fraction of the closest contacts in the data
     contact_strength=100.0,  # eV, prefactor of the contact wall (see blocks.ContactRepulsion)
@@ -60,6 +62,11 @@ DEFAULT_HYPERPARAMETERS = dict(
     pair_kind="repulsive",  # blocks.PairRepulsion (>= 0 everywhere) or "signed" (blocks.PairPotential:
                             # can bind grains, e.g. residues; repulsive below the data's closest contacts)
 )
+
+
+#: Å: how far beyond the training data's largest grain radius an atom may stray before the run-time
+#: guard (:meth:`CGAAModel.max_grain_radius`) stops the force with an error.
+GRAIN_RADIUS_MARGIN = 1.0
 
 
 class CGAAModel(torch.nn.Module):
@@ -141,9 +148,17 @@ class CGAAModel(torch.nn.Module):
             # The closest contacts of the data, from which training set the wall radii.
             floor = radii / float(hp["contact_fraction"])
             self.pair = PairPotential(len(self.elements), self.pair_cutoff, floor.to(torch.get_default_dtype()))
+        self.atom_pair_cutoff = max(self.pair_cutoff, self.contact.cutoff)
         width = int(hp["readout_hidden"])
         self.grain_readout = torch.nn.Sequential(
             torch.nn.Linear(self.channels, width), torch.nn.SiLU(), torch.nn.Linear(width, 1))
+
+    def max_grain_radius(self) -> float:
+        """Å: the farthest an atom may be from its grain centre at run time, the training data's
+        largest grain radius plus :data:`GRAIN_RADIUS_MARGIN` (for a model file from before that
+        radius was recorded: ``intra_cutoff``)."""
+        radius = self.hyperparameters.get("grain_radius")
+        return self.intra_cutoff if radius is None else float(radius) + GRAIN_RADIUS_MARGIN
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor, n_grains: int,
                 unwrap_shift: torch.Tensor, intra_src: torch.Tensor, intra_dst: torch.Tensor,
@@ -161,9 +176,13 @@ class CGAAModel(torch.nn.Module):
                 farther apart than ``intra_cutoff`` are skipped).
             edge_src, edge_dst, edge_shift: grain pairs within ``grain_cutoff``; the
                 vector from grain dst to grain src is R_src + shift - R_dst.
-            pair_i, pair_j, pair_shift: atom pairs of different grains within ``pair_cutoff``
-                (:func:`cgaa_openmm.blocks.grain_pairs`), for a model with a pair term; each
-                pair's energy is shared equally by the two grains.
+            pair_i, pair_j, pair_shift: atom pairs of different grains within ``atom_pair_cutoff``
+                (:func:`cgaa_openmm.graph.atom_pairs`), for the pair term and the contact wall;
+                each pair's energy is shared equally by the two grains.
+
+        Returns float64 energies whatever the model's dtype: the per-element reference energies
+        (about -1e4 eV for a cluster of 100 atoms) are added in float64, so that energy
+        differences keep float32 precision of the network's part.
         """
         r = positions + unwrap_shift
         centres = grain_centres(r, grain, n_grains)
@@ -211,9 +230,9 @@ class CGAAModel(torch.nn.Module):
                        edge_src: torch.Tensor, edge_dst: torch.Tensor, edge_shift: torch.Tensor,
                        pair_i: Optional[torch.Tensor], pair_j: Optional[torch.Tensor],
                        pair_shift: Optional[torch.Tensor]) -> torch.Tensor:
-        """Grain energies (eV) from the outputs of :meth:`embed`: grain products, message passing
-        between the grain ``centres`` (Å), readout, the pair term (of ``positions`` and
-        ``pair_shift``) and the atomic reference energies."""
+        """Grain energies (eV, float64) from the outputs of :meth:`embed`: grain products, message
+        passing between the grain ``centres`` (Å), readout, the pair term and contact wall (of
+        ``positions`` and ``pair_shift``) and the atomic reference energies."""
         h = features
         for product in self.grain_products:
             h = product(h)
@@ -224,9 +243,21 @@ class CGAAModel(torch.nn.Module):
         for layer in self.grain_layers:
             h = layer(h, edge_src, edge_dst, grain_sh, grain_radial)
         energy = self.grain_readout(h[:, :self.channels]).squeeze(1) + atom_energy
-        pair = self.pair
-        if pair is not None and pair_i is not None and pair_j is not None and pair_shift is not None:
-            half = 0.5 * pair(positions, species, pair_i, pair_j, pair_shift)
-            energy = energy.index_add(0, grain[pair_i], half).index_add(0, grain[pair_j], half)
         energy = energy * self.energy_scale
-        return energy.index_add(0, grain, self.atomic_energies[species])
+        if pair_i is not None and pair_j is not None and pair_shift is not None:
+            pairs = self.contact.pair_energies(positions, species, pair_i, pair_j, pair_shift)
+            pair = self.pair
+            if pair is not None:
+                pairs = pairs + self.energy_scale * pair(positions, species, pair_i, pair_j, pair_shift)
+            half = 0.5 * pairs
+            energy = energy.index_add(0, grain[pair_i], half).index_add(0, grain[pair_j], half)
+        return energy.to(torch.float64).index_add(0, grain, self.atomic_energies.to(torch.float64)[species])
+
+
+def model_in(model: CGAAModel, dtype: torch.dtype) -> CGAAModel:
+    """``model`` itself if its weights are ``dtype``, else a copy with its weights cast to ``dtype``."""
+    if model.atomic_energies.dtype == dtype:
+        return model
+    copy = CGAAModel(model.elements, model.atomic_energies.tolist(), **model.hyperparameters).to(dtype)
+    copy.load_state_dict(model.state_dict())
+    return copy.train(model.training)

@@ -45,16 +45,17 @@ class CGAAPotentialImpl:
         self.allowUnknownGrains = allowUnknownGrains
 
     def addForces(self, topology: app.Topology, system: openmm.System, atoms: Optional[Iterable[int]],
-                  forceGroup: int, grains: Optional[GrainSpec] = None) -> None:
+                  forceGroup: int, grains: Optional[GrainSpec] = None, precision: str = "auto") -> None:
         """Add the CGAA energy of ``atoms`` (all atoms when None) to ``system``, in ``forceGroup``.
 
         ``grains`` (a ``createSystem``/``createMixedSystem`` keyword) overrides
-        the grains given to ``MLPotential``. The force is periodic when the
+        the grains given to ``MLPotential``; ``precision`` (also a keyword there, as for
+        openmm-ml's MACE) is that of :meth:`CGAAPotential.createModule`. The force is periodic when the
         topology has a box or the system is periodic.
         """
         grains = self.grains if grains is None else grains
         periodic = topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions()
-        force = self.potential.createForce(topology, grains, periodic, self.allowUnknownGrains, atoms)
+        force = self.potential.createForce(topology, grains, periodic, self.allowUnknownGrains, atoms, precision)
         bonds = self.potential.createGrainBonds(topology, grains, atoms)
         for added in (force, bonds):
             added.setForceGroup(forceGroup)

@@ -12,13 +12,14 @@ import openmm
 import torch
 from openmm import app, unit
 
-from .grains import (GrainSpec, as_openmm_topology, atom_selection, bond_centres, grain_index, hill_formula,
+from .grains import (GrainSpec, as_openmm_topology, atom_selection, grain_index, grain_name, hill_formula,
                      selected_grain_groups)
 from .mixed import mixed_system, region_atoms
-from .model import CGAAModel
+from .model import CGAAModel, model_in
 from .modelfile import load_model, save_model
 from .neighbors import check_box
-from .torchforce import CGAAForceModule, EnergyAndForces, frozen, plain_executor
+from .torchforce import (ByPrecision, CGAAForceModule, EnergyAndForces, EnergyAndForcesByPrecision, frozen,
+                         plain_executor)
 
 #: Å per nm and kJ/mol per eV (per particle: eV times Avogadro's number).
 ANGSTROM_PER_NM = (1.0 * unit.nanometer).value_in_unit(unit.angstrom)
@@ -27,7 +28,8 @@ KJ_PER_MOL_PER_EV = (1.0 * unit.elementary_charge * unit.volt * unit.AVOGADRO_CO
 
 #: Models shipped inside the package, by name.
 NAMED_MODELS: Dict[str, str] = {"carbonates-xtb": "carbonates-xtb.pt",
-                                "carbonates-xtb-fast": "carbonates-xtb-fast.pt"}
+                                "carbonates-xtb-fast": "carbonates-xtb-fast.pt",
+                                "ace-ala-nme-xtb": "ace-ala-nme-xtb.pt"}
 
 
 def resolve_model_path(path_or_name: str) -> str:
@@ -38,6 +40,10 @@ def resolve_model_path(path_or_name: str) -> str:
         return path_or_name
     raise FileNotFoundError(f"{path_or_name!r} is neither a model file nor a shipped model "
                             f"(shipped: {sorted(NAMED_MODELS)})")
+
+
+#: The ``precision`` choices of :meth:`CGAAPotential.createModule` with a fixed dtype.
+PRECISIONS = {"single": torch.float32, "double": torch.float64, "auto": None}
 
 
 class TopologyMismatchError(ValueError):
@@ -73,9 +79,10 @@ class CGAAPotential:
 
     def _grains(self, topology: app.Topology, grains: GrainSpec, allowUnknownGrains: bool,
                 atoms: Optional[Iterable[int]] = None):
-        """Species, grain index and per-grain anchors of the selected atoms, checked against the model.
+        """Species and grain index of the selected atoms, checked against the model, and a name
+        for every grain (for error messages).
 
-        Also returns the selected atoms (sorted topology indices), which the other three index.
+        Also returns the selected atoms (sorted topology indices), which the first two index.
         """
         selected = atom_selection(topology, atoms)
         known = {z: i for i, z in enumerate(self.model.elements)}
@@ -106,12 +113,12 @@ class CGAAPotential:
         local[selected] = np.arange(len(selected))
         return (torch.tensor(species, dtype=torch.long),
                 torch.tensor(grain_index([local[g] for g in groups], len(selected)), dtype=torch.long),
-                torch.tensor(local[bond_centres(topology, groups)], dtype=torch.long),
+                [grain_name(atom_list, group) for group in groups],
                 torch.tensor(selected, dtype=torch.long))
 
     def createModule(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
                      allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None,
-                     outputsForces: bool = False) -> CGAAForceModule:
+                     outputsForces: bool = False, precision: str = "auto") -> torch.nn.Module:
         """The eager ``torch.nn.Module``: positions (nm) [, box (nm)] -> energy (kJ/mol), or with
         ``outputsForces`` -> (energy, forces (kJ/mol/nm)) (:class:`~cgaa_openmm.torchforce.EnergyAndForces`).
 
@@ -123,7 +130,15 @@ class CGAAPotential:
         without force. Its grains are the topology's restricted to ``atoms``; a
         grain only partly in ``atoms`` raises ``ValueError``. Explicit ``grains``
         groups use topology indices and must cover ``atoms``.
+
+        ``precision``: ``"single"`` computes in float32, ``"double"`` in float64, and
+        ``"auto"`` (default) in the precision of the positions it is given
+        (:class:`~cgaa_openmm.torchforce.ByPrecision`): float64 on OpenMM's Reference and CPU
+        platforms and with ``Precision=double``, float32 otherwise. The energy is summed in
+        float64 in every case.
         """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
         topology = as_openmm_topology(topology)
         box = topology.getPeriodicBoxVectors()
         if periodic is None:
@@ -131,23 +146,32 @@ class CGAAPotential:
         if periodic and box is not None:
             cell = torch.tensor(np.array(box.value_in_unit(unit.angstrom)), dtype=torch.float64)
             check_box(cell, self.model.grain_cutoff)
-        species, grain, anchor, selected = self._grains(topology, grains, allowUnknownGrains, atoms)
+        species, grain, names, selected = self._grains(topology, grains, allowUnknownGrains, atoms)
         kind = EnergyAndForces if outputsForces else CGAAForceModule
-        return kind(self.model, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, anchor,
-                    None if atoms is None else selected)
+
+        def module(dtype: torch.dtype) -> CGAAForceModule:
+            return kind(model_in(self.model, dtype), species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV,
+                        None if atoms is None else selected, grain_names=names)
+        if precision != "auto":
+            return module(PRECISIONS[precision])
+        both = EnergyAndForcesByPrecision if outputsForces else ByPrecision
+        return both(module(torch.float32), module(torch.float64))
 
     def createForce(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
-                    allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None):
+                    allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None,
+                    precision: str = "auto"):
         """An ``openmmtorch.TorchForce`` holding the TorchScript-compiled model for ``topology``.
 
-        With ``atoms``, the force models those atoms only (see :meth:`createModule`). The
+        With ``atoms``, the force models those atoms only, and ``precision`` is that of
+        :meth:`createModule` (``"single"`` makes the CPU platform faster). The
         module returns its own forces (:class:`~cgaa_openmm.torchforce.EnergyAndForces`), so
         that the grain embedding's memory is bounded by groups of grains, and TorchScript's
         optimising executor is switched off for the calling thread
         (:func:`~cgaa_openmm.torchforce.plain_executor`).
         """
         import openmmtorch
-        module = self.createModule(topology, grains, periodic, allowUnknownGrains, atoms, outputsForces=True)
+        module = self.createModule(topology, grains, periodic, allowUnknownGrains, atoms, outputsForces=True,
+                                   precision=precision)
         force = openmmtorch.TorchForce(frozen(module))
         plain_executor()
         force.setUsesPeriodicBoundaryConditions(module.periodic)
@@ -156,8 +180,9 @@ class CGAAPotential:
         return force
 
     def createSystem(self, topology, grains: GrainSpec = "residue", allowUnknownGrains: bool = False,
-                     removeCMMotion: bool = True) -> openmm.System:
-        """A ``System`` with the topology's masses and box, and the CGAA force.
+                     removeCMMotion: bool = True, precision: str = "auto") -> openmm.System:
+        """A ``System`` with the topology's masses and box, and the CGAA force (``precision``:
+        see :meth:`createModule`).
 
         Atoms of a grain are also joined by zero-strength bonds, so that OpenMM
         treats every grain as one molecule: a ``MonteCarloBarostat`` then moves
@@ -170,7 +195,7 @@ class CGAAPotential:
         box = topology.getPeriodicBoxVectors()
         if box is not None:
             system.setDefaultPeriodicBoxVectors(*box)
-        system.addForce(self.createForce(topology, grains, None, allowUnknownGrains))
+        system.addForce(self.createForce(topology, grains, None, allowUnknownGrains, precision=precision))
         system.addForce(self.createGrainBonds(topology, grains))
         if removeCMMotion:
             system.addForce(openmm.CMMotionRemover())
@@ -178,7 +203,7 @@ class CGAAPotential:
 
     def createMixedSystem(self, topology, system: openmm.System, residues=None, atoms=None,
                           grains: GrainSpec = "residue", interpolate: bool = False, removeConstraints: bool = True,
-                          allowUnknownGrains: bool = False) -> openmm.System:
+                          allowUnknownGrains: bool = False, precision: str = "auto") -> openmm.System:
         """A copy of the classical ``system`` of ``topology`` in which CGAA models one region.
 
         The region is ``residues`` (indices or ``Residue`` objects) or ``atoms``
@@ -190,7 +215,7 @@ class CGAAPotential:
         ``interpolate``, the global parameter ``lambda_interpolate`` (default 1)
         gives E = E_rest + λ E_CGAA + (1 - λ) E_MM,region: λ = 0 is the original
         system, λ = 1 the mixed one. See :mod:`cgaa_openmm.mixed` for which forces
-        are split.
+        are split. ``precision``: see :meth:`createModule`.
         """
         topology = as_openmm_topology(topology)
         if system.getNumParticles() != topology.getNumAtoms():
@@ -198,7 +223,7 @@ class CGAAPotential:
                              f"{topology.getNumAtoms()} atoms")
         region = region_atoms(topology, residues, atoms)
         force = self.createForce(topology, grains, system.usesPeriodicBoundaryConditions(), allowUnknownGrains,
-                                 region)
+                                 region, precision)
         return mixed_system(system, region, force, self.createGrainBonds(topology, grains, region), interpolate,
                             removeConstraints)
 

@@ -12,14 +12,13 @@ nm -> Å is 10 and eV -> kJ/mol is 96.485...
 grains (:meth:`CGAAForceModule.energy_and_forces`): the TorchForce uses it, so the
 memory of an evaluation does not grow with the per-pair tensors of every grain at once.
 """
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .blocks import grain_pairs
-from .graph import first_atoms, grain_centres, intra_pairs
+from .graph import build_graph, grain_centres, grain_faults, intra_pairs
 from .model import CGAAModel
-from .neighbors import check_box, neighbor_pairs, unwrap_shifts
+from .neighbors import check_box
 
 
 class CGAAForceModule(torch.nn.Module):
@@ -32,20 +31,23 @@ class CGAAForceModule(torch.nn.Module):
         periodic: whether ``forward`` receives box vectors.
         length_scale: Å per input length unit (10 for nm).
         energy_scale: output energy unit per eV (96.485... for kJ/mol).
-        anchor: (n_grains,) atom of every grain that periodic unwrapping measures from;
-            a central one (:func:`~cgaa_openmm.grains.central_atoms`) allows grains up
-            to a box width across. Default: each grain's first atom.
         atoms: (n,) indices of the atoms this module models, for a ``forward`` that
             receives the positions of every atom of a larger system (the others get zero
-            force); ``species``, ``grain`` and ``anchor`` then index these n atoms.
-            Default: all atoms.
+            force); ``species`` and ``grain`` then index these n atoms. Default: all atoms.
         chunk_atoms: most atoms per group of grains that :meth:`energy_and_forces` embeds at
             once (a grain larger than this is a group of its own).
+        grain_names: a name for every grain (e.g. ``"residue EMC 17"``), for error messages.
+
+    Every evaluation checks its configuration and raises, rather than return a wrong energy,
+    when a coordinate is NaN, the box is too small (:func:`~cgaa_openmm.neighbors.check_box`),
+    or a grain is not what the model knows (:func:`~cgaa_openmm.graph.grain_faults`): an atom
+    farther from its grain centre than :meth:`CGAAModel.max_grain_radius`, or a grain that
+    could not be made whole across the periodic boundary.
     """
 
     def __init__(self, model: CGAAModel, species: torch.Tensor, grain: torch.Tensor, periodic: bool,
-                 length_scale: float = 1.0, energy_scale: float = 1.0, anchor: Optional[torch.Tensor] = None,
-                 atoms: Optional[torch.Tensor] = None, chunk_atoms: int = 1024):
+                 length_scale: float = 1.0, energy_scale: float = 1.0, atoms: Optional[torch.Tensor] = None,
+                 chunk_atoms: int = 1024, grain_names: Optional[List[str]] = None):
         super().__init__()
         self.model = model
         self.n_grains = int(grain.max()) + 1
@@ -53,6 +55,8 @@ class CGAAForceModule(torch.nn.Module):
         self.length_scale = float(length_scale)
         self.energy_scale = float(energy_scale)
         self.cutoff = float(model.grain_cutoff)
+        self.pair_cutoff = float(model.atom_pair_cutoff)
+        self.max_radius = float(model.max_grain_radius())
         self.select = atoms is not None
         if atoms is None:
             atoms = torch.arange(grain.shape[0])
@@ -61,11 +65,11 @@ class CGAAForceModule(torch.nn.Module):
         self.register_buffer("atoms", atoms.long())
         self.register_buffer("species", species.long())
         self.register_buffer("grain", grain.long())
-        if anchor is None:
-            anchor = first_atoms(self.grain, self.n_grains)
-        if anchor.shape != (self.n_grains,) or bool((self.grain[anchor] != torch.arange(self.n_grains)).any()):
-            raise ValueError("anchor must give one atom of each grain, in grain order")
-        self.register_buffer("anchor", anchor.long())
+        if grain_names is None:
+            grain_names = ["grain " + str(g) for g in range(self.n_grains)]
+        if len(grain_names) != self.n_grains:
+            raise ValueError(f"grain_names must name all {self.n_grains} grains, not {len(grain_names)}")
+        self.grain_names: List[str] = list(grain_names)
         src, dst = intra_pairs(self.grain, self.n_grains)
         self.register_buffer("intra_src", src)
         self.register_buffer("intra_dst", dst)
@@ -105,9 +109,10 @@ class CGAAForceModule(torch.nn.Module):
         self.register_buffer("chunk_src", local[self.intra_src[by_chunk]])
         self.register_buffer("chunk_dst", local[self.intra_dst[by_chunk]])
 
-    def prepare(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor]) -> List[torch.Tensor]:
-        """Checked positions in Å (N, 3) and the configuration's constant inputs: the unwrap
-        shifts, the cell (Å), the grain-centre edges and the atom pairs of the pair term."""
+    def prepare(self, positions: torch.Tensor,
+                boxvectors: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Checked positions in Å (N, 3, the model's dtype) and their graph
+        (:func:`~cgaa_openmm.graph.build_graph`, the builder training uses too)."""
         if self.select:
             positions = positions.index_select(0, self.atoms)
         r = positions.to(self.model.atomic_energies.dtype) * self.length_scale
@@ -119,30 +124,45 @@ class CGAAForceModule(torch.nn.Module):
                 raise ValueError("CGAA: this periodic model needs box vectors")
             cell = boxvectors.to(r.dtype) * self.length_scale
             check_box(cell, self.cutoff)
-            shift = unwrap_shifts(r, self.grain, self.anchor, cell)
         else:
             cell = torch.zeros(3, 3, dtype=r.dtype, device=r.device)
-            shift = torch.zeros_like(r)
-        centres = grain_centres(r.detach() + shift, self.grain, self.n_grains)
-        dst, src, edge_shift = neighbor_pairs(centres, cell, self.periodic, self.cutoff)
-        # One search for the atom pairs of the pair term and of the contact wall (each ignores
-        # pairs beyond its own radius).
-        pair_i, pair_j, pair_shift = grain_pairs(r, self.grain, cell, self.periodic,
-                                                 max(self.model.pair_cutoff, self.model.contact.cutoff))
-        return [r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift]
+        graph = build_graph(r, self.grain, self.n_grains, self.intra_src, self.intra_dst, cell, self.periodic,
+                            self.cutoff, self.pair_cutoff)
+        self.check_grains(r, graph["unwrap_shift"], cell)
+        return r, graph
+
+    def check_grains(self, r: torch.Tensor, shift: torch.Tensor, cell: torch.Tensor) -> None:
+        """Raise, naming the grain, if :func:`~cgaa_openmm.graph.grain_faults` finds a fault."""
+        far, broken = grain_faults(r, shift, self.grain, self.n_grains, self.intra_src, self.intra_dst, cell,
+                                   self.periodic, self.max_radius)
+        if far.shape[0] > 0:
+            atom = int(far[0, 0])
+            raise ValueError(
+                "CGAA: atom " + str(int(self.atoms[atom])) + " is " + str(float(far[0, 1]) / 1000.0)
+                + " Å from the centre of its grain (" + self.grain_names[int(self.grain[atom])]
+                + "), beyond the " + str(self.max_radius) + " Å this model allows (the largest grain radius "
+                + "of its training data plus a margin). The grain is not the molecule or residue the model "
+                + "was trained on (check the topology's residues and the positions), or it is wrapped "
+                + "across the periodic box in a way that cannot be undone: use a box at least twice the "
+                + "grain's length, or keep molecules whole in the coordinates you give.")
+        if broken.shape[0] > 0:
+            a, b = int(broken[0, 0]), int(broken[0, 1])
+            raise ValueError(
+                "CGAA: the grain " + self.grain_names[int(self.grain[a])] + " could not be made whole across "
+                + "the periodic box: atoms " + str(int(self.atoms[a])) + " and " + str(int(self.atoms[b]))
+                + " are neighbours but end up a box vector apart. Use a box at least twice the grain's "
+                + "length across, or keep molecules whole in the coordinates you give.")
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Total energy (``energy_scale`` units) of positions (N, 3) and box (3, 3, rows a, b, c)."""
-        r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift = self.prepare(positions, boxvectors)
-        return self.total_energy(r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift) * self.energy_scale
+        """Total energy (``energy_scale`` units, float64) of positions (N, 3) and box (3, 3, rows a, b, c)."""
+        r, graph = self.prepare(positions, boxvectors)
+        return self.total_energy(r, graph) * self.energy_scale
 
-    def total_energy(self, r: torch.Tensor, shift: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-                     edge_shift: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
-                     pair_shift: torch.Tensor) -> torch.Tensor:
-        """Energy (eV) of positions ``r`` (Å) with the inputs from :meth:`prepare`."""
-        energies = self.model(r, self.species, self.grain, self.n_grains, shift, self.intra_src, self.intra_dst,
-                              src, dst, edge_shift, pair_i, pair_j, pair_shift)
-        return energies.sum() + self.model.contact.pair_energy(r, self.species, pair_i, pair_j, pair_shift)
+    def total_energy(self, r: torch.Tensor, graph: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Energy (eV, float64) of positions ``r`` (Å) with their graph from :meth:`prepare`."""
+        return self.model(r, self.species, self.grain, self.n_grains, graph["unwrap_shift"], self.intra_src,
+                          self.intra_dst, graph["edge_src"], graph["edge_dst"], graph["edge_shift"],
+                          graph["pair_i"], graph["pair_j"], graph["pair_shift"]).sum()
 
     def group(self, k: int) -> Tuple[torch.Tensor, int, int]:
         """Atoms (in ``chunk_atoms`` order) and grain range [g0, g1) of group ``k`` of grains."""
@@ -169,12 +189,13 @@ class CGAAForceModule(torch.nn.Module):
         tensors of one group are alive at a time, so memory stays flat in the number of
         grains, for one more forward pass of the embedding. One group: plain autograd.
         """
-        r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift = self.prepare(positions.detach(), boxvectors)
+        r, graph = self.prepare(positions.detach(), boxvectors)
         r = r.detach().requires_grad_(True)
         if self.n_chunks == 1:
-            energy = self.total_energy(r, shift, src, dst, edge_shift, pair_i, pair_j, pair_shift)
+            energy = self.total_energy(r, graph)
             gradient = _grad(energy, r)
         else:
+            shift = graph["unwrap_shift"]
             unwrapped = (r + shift).detach()
             parts: List[torch.Tensor] = []
             readouts: List[torch.Tensor] = []
@@ -186,9 +207,9 @@ class CGAAForceModule(torch.nn.Module):
             features = torch.cat(parts).requires_grad_(True)
             atom_energy = torch.cat(readouts).requires_grad_(True)
             centres = grain_centres(r + shift, self.grain, self.n_grains)
-            energies = self.model.grain_energies(features, atom_energy, centres, r, self.species, self.grain,
-                                                 src, dst, edge_shift, pair_i, pair_j, pair_shift)
-            energy = energies.sum() + self.model.contact.pair_energy(r, self.species, pair_i, pair_j, pair_shift)
+            energy = self.model.grain_energies(features, atom_energy, centres, r, self.species, self.grain,
+                                               graph["edge_src"], graph["edge_dst"], graph["edge_shift"],
+                                               graph["pair_i"], graph["pair_j"], graph["pair_shift"]).sum()
             grads = torch.autograd.grad([energy], [r, features, atom_energy])
             gradient, d_features, d_readout = _some(grads[0], r), _some(grads[1], features), _some(grads[2], atom_energy)
             for k in range(self.n_chunks):
@@ -230,7 +251,7 @@ def plain_executor() -> None:
     torch._C._set_graph_executor_optimize(False)
 
 
-def frozen(module: CGAAForceModule) -> torch.jit.ScriptModule:
+def frozen(module: torch.nn.Module) -> torch.jit.ScriptModule:
     """``module`` compiled to TorchScript (``e3nn.util.jit.script``) and frozen
     (``torch.jit.freeze``: parameters become constants and every method call is inlined), as
     :meth:`~cgaa_openmm.CGAAPotential.createForce` hands it to ``TorchForce``. The freezing runs
@@ -248,3 +269,39 @@ class EnergyAndForces(CGAAForceModule):
     def forward(self, positions: torch.Tensor,
                 boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.energy_and_forces(positions, boxvectors)
+
+
+class ByPrecision(torch.nn.Module):
+    """The same energy module in float32 and float64, run in the precision the positions come in.
+
+    OpenMM hands a ``TorchForce`` float64 positions on the Reference and CPU platforms
+    (openmm-torch runs its Reference kernel for both) and on OpenCL/CUDA with
+    ``Precision=double``, float32 ones otherwise; the model then computes in that precision.
+    The copies are ``in_single`` and ``in_double``; ``species``, ``grain``, ``atoms``, ``n_grains`` and
+    ``periodic`` are those of both.
+    """
+
+    def __init__(self, single: CGAAForceModule, double: CGAAForceModule):
+        super().__init__()
+        self.in_single = single
+        self.in_double = double
+        self.periodic = single.periodic
+        self.n_grains = single.n_grains
+        self.register_buffer("species", single.species)
+        self.register_buffer("grain", single.grain)
+        self.register_buffer("atoms", single.atoms)
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if positions.dtype == torch.float64:
+            return self.in_double(positions, boxvectors)
+        return self.in_single(positions, boxvectors)
+
+
+class EnergyAndForcesByPrecision(ByPrecision):
+    """:class:`ByPrecision` of two :class:`EnergyAndForces`: returns (energy, forces)."""
+
+    def forward(self, positions: torch.Tensor,
+                boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if positions.dtype == torch.float64:
+            return self.in_double.energy_and_forces(positions, boxvectors)
+        return self.in_single.energy_and_forces(positions, boxvectors)

@@ -6,7 +6,6 @@ import pytest
 import torch
 from ase.io import read
 
-from cgaa_openmm.graph import central_atoms
 from cgaa_openmm.model import CGAAModel
 from cgaa_openmm.torchforce import CGAAForceModule, EnergyAndForces
 
@@ -51,10 +50,9 @@ def make_module(atoms, model, periodic=False, grains="molID", forces=False, regi
     else:
         _, g = np.unique(atoms.arrays["molID"], return_inverse=True)
         grain = torch.tensor(g)
-    anchor = central_atoms(torch.tensor(atoms.positions), grain, int(grain.max()) + 1)
     if region is not None:
         options["atoms"] = torch.as_tensor(region)
-    return (EnergyAndForces if forces else CGAAForceModule)(model, species, grain, periodic, anchor=anchor, **options)
+    return (EnergyAndForces if forces else CGAAForceModule)(model, species, grain, periodic, **options)
 
 
 def energy_forces(module, positions, cell=None):

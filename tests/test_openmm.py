@@ -30,19 +30,18 @@ def box():
 
 def module_energy_forces(potential, topology, positions_nm, box_nm=None):
     """Energy (kJ/mol) and forces (kJ/mol/nm) straight from the eager model, float64."""
-    module = potential.createModule(topology)
-    module.model.double()
+    module = potential.createModule(topology, precision="double")
     pos = torch.tensor(positions_nm, dtype=torch.float64, requires_grad=True)
     energy = module(pos, None if box_nm is None else torch.tensor(box_nm, dtype=torch.float64))
     forces, = torch.autograd.grad(energy, pos)
-    module.model.float()
     return energy.item(), -forces.numpy()
 
 
-@pytest.mark.parametrize("name", sorted(NAMED_MODELS))
+@pytest.mark.parametrize("name", sorted(n for n in NAMED_MODELS if n.startswith("carbonates")))
 @pytest.mark.parametrize("platform", ["Reference", "CPU", "OpenCL"])
 def test_openmm_matches_model(name, box, platform):
-    """Every shipped model, as a TorchForce on every platform, gives the eager model's energy and forces."""
+    """Every shipped carbonate model, as a TorchForce on every platform, gives the eager model's
+    energy and forces (the peptide model's are in test_peptides.py)."""
     potential = CGAAPotential.load(name)
     if platform not in PLATFORMS:
         pytest.skip(f"OpenMM platform {platform} not available here (OpenCL needs libOpenCL.so.1 and an ICD "

@@ -17,8 +17,7 @@ from ase.io import read
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cgaa_openmm.blocks import grain_pairs
-from cgaa_openmm.graph import build_graph
+from cgaa_openmm.graph import build_graph, grain_centres, intra_pairs
 from cgaa_openmm.neighbors import neighbor_pairs
 
 ENERGY_UNITS = {"eV": 1.0, "kcal/mol": units.kcal / units.mol, "kJ/mol": units.kJ / units.mol,
@@ -187,12 +186,23 @@ def fit_atomic_energies(configs: Sequence[Config], elements: Sequence[int]) -> L
 
 
 def attach_graphs(configs: Sequence[Config], grain_cutoff: float, pair_cutoff: float = 0.0) -> None:
-    """Precompute every configuration's graph (positions are fixed in a data set), with the
-    atom pairs of different grains within ``pair_cutoff`` Å for a model with a pair term."""
+    """Precompute every configuration's graph (positions are fixed in a data set) with the
+    builder the OpenMM force uses (:func:`cgaa_openmm.graph.build_graph`); ``pair_cutoff`` (Å)
+    is the model's ``atom_pair_cutoff`` (pair term and contact wall)."""
     for c in configs:
-        c.graph = build_graph(c.positions, c.grain, c.n_grains, c.cell, c.periodic, grain_cutoff)
-        i, j, shift = grain_pairs(c.positions, c.grain, c.cell, c.periodic, pair_cutoff)
-        c.graph.update(pair_i=i, pair_j=j, pair_shift=shift)
+        src, dst = intra_pairs(c.grain, c.n_grains)
+        c.graph = build_graph(c.positions, c.grain, c.n_grains, src, dst, c.cell, c.periodic, grain_cutoff,
+                              pair_cutoff)
+
+
+def largest_grain_radius(configs: Sequence[Config]) -> float:
+    """The largest distance (Å) of an atom from its grain centre over ``configs`` (graphs attached)."""
+    radius = 0.0
+    for c in configs:
+        r = c.positions + c.graph["unwrap_shift"]
+        distance = torch.linalg.norm(r - grain_centres(r, c.grain, c.n_grains)[c.grain], dim=1)
+        radius = max(radius, float(distance.max()))
+    return radius
 
 
 def contact_radii(configs: Sequence[Config], elements: Sequence[int], fraction: float,
@@ -249,7 +259,7 @@ def collate(configs: Sequence[Config], elements: Sequence[int], dtype: torch.dty
     for k in ("positions", "unwrap_shift", "edge_shift", "pair_shift", "forces"):
         batch[k] = batch[k].to(dtype)
     batch["n_grains"] = grain_offset
-    batch["energy"] = torch.tensor([c.energy for c in configs], dtype=dtype)
+    batch["energy"] = torch.tensor([c.energy for c in configs], dtype=torch.float64)  # as the model's energies
     batch["n_atoms"] = torch.tensor([len(c.numbers) for c in configs], dtype=dtype)
     batch["volume"] = torch.stack([torch.abs(torch.linalg.det(c.cell)) for c in configs]).to(dtype)
     batch["has_stress"] = torch.tensor([c.stress is not None for c in configs])

@@ -62,7 +62,7 @@ def evaluate_file(model_path: str, data_path: str, grains: str = None, grain_key
     if unknown:
         raise DataError(f"{data_path}: elements with atomic numbers {unknown} are not in the model "
                         f"(it knows {model.elements})")
-    attach_graphs(configs, model.grain_cutoff, model.pair_cutoff)
+    attach_graphs(configs, model.grain_cutoff, model.atom_pair_cutoff)
     errors, arrays = evaluate(model, configs, model.elements, model.atomic_energies.dtype, batch_size,
                               return_arrays=True)
     errors = dict(errors, n_configs=len(configs), n_atoms=int(sum(len(c.numbers) for c in configs)),

@@ -35,7 +35,7 @@ from cgaa_openmm.modelfile import load_model, save_model
 from cgaa_openmm.potential import resolve_model_path
 from training.config import ConfigError, config_hash, load_config
 from training.data import (Config, DataError, attach_graphs, collate, contact_radii, fit_atomic_energies,
-                           isolated_atom_energies, predict, read_configs)
+                           isolated_atom_energies, largest_grain_radius, predict, read_configs)
 from training.evaluate import evaluate
 from training.plots import learning_curve_plot, parity_plot
 
@@ -96,17 +96,21 @@ def prepare(config: Dict[str, Any]) -> Dict[str, Any]:
         hp = dict(initial.hyperparameters, contact_radii=None, **config["model"])
     else:
         hp = dict(config["model"])
+    if hp.get("contact_radii") is None:
+        fraction = float(hp.get("contact_fraction", DEFAULT_HYPERPARAMETERS["contact_fraction"]))
+        hp["contact_radii"] = contact_radii(train_set + valid, elements, fraction)
+    pair_cutoff = max(float(hp.get("pair_cutoff", DEFAULT_HYPERPARAMETERS["pair_cutoff"])),
+                      max(max(row) for row in hp["contact_radii"]))
     attach_graphs(train_set + valid, float(hp.get("grain_cutoff", DEFAULT_HYPERPARAMETERS["grain_cutoff"])),
-                  float(hp.get("pair_cutoff", DEFAULT_HYPERPARAMETERS["pair_cutoff"])))
+                  pair_cutoff)
+    # The run-time guard's radius: the largest grain of every data set the model has seen.
+    hp["grain_radius"] = round(max(largest_grain_radius(train_set + valid), hp.get("grain_radius") or 0.0), 4)
     n_atoms = sum(len(c.numbers) for c in train_set)
     n_grains = sum(c.n_grains for c in train_set)
     hp.setdefault("avg_intra_neighbors", max(1.0, sum(len(c.graph["intra_src"]) for c in train_set) / n_atoms))
     hp.setdefault("avg_grain_neighbors", max(1.0, sum(len(c.graph["edge_src"]) for c in train_set) / n_grains))
     hp.setdefault("avg_grain_atoms", n_atoms / n_grains)
     hp.setdefault("energy_scale", float(torch.cat([c.forces for c in train_set]).pow(2).mean().sqrt()))
-    if hp.get("contact_radii") is None:
-        fraction = float(hp.get("contact_fraction", DEFAULT_HYPERPARAMETERS["contact_fraction"]))
-        hp["contact_radii"] = contact_radii(train_set + valid, elements, fraction)
     return dict(train=train_set, valid=valid, elements=elements, atomic_energies=atomic_energies,
                 hyperparameters=hp, initial_state=None if initial is None else initial.state_dict())
 

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def time_model(model: str, grains: str, pdb: app.PDBFile, repeats: int) -> dict:
     potential = CGAAPotential.load(model)
-    system = potential.createSystem(pdb.topology, grains=grains)
+    system = potential.createSystem(pdb.topology, grains=grains, precision="single")
     platform = openmm.Platform.getPlatformByName("CPU")
     context = openmm.Context(system, openmm.VerletIntegrator(0.0005), platform, {"Threads": "1"})
     reference = np.array(pdb.positions.value_in_unit(unit.nanometer))
