@@ -120,12 +120,14 @@ def run_labelling(args) -> None:
 
 
 def main(argv=None) -> None:
+    from .simulate import MINIMIZE_TOLERANCE
     parser = argparse.ArgumentParser(prog="cgaa-openmm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     sim = commands.add_parser(
         "simulate", help="run MD with a CGAA model (defaults: the bundled EC/EMC box)",
-        description="Minimise, then run NVE/NVT/NPT MD; writes trajectory.dcd, log.csv, checkpoint.xml and "
+        description="Minimise (unless the start's forces are already thermal), draw velocities at the "
+                    "temperature, then run NVE/NVT/NPT MD; writes trajectory.dcd, log.csv, checkpoint.xml and "
                     "topology.pdb to the output directory. Run the same command again to continue from the "
                     "last checkpoint (--steps is the total).")
     sim.add_argument("input", nargs="*", default=[EXAMPLE],
@@ -144,7 +146,13 @@ def main(argv=None) -> None:
     sim.add_argument("--barostat-interval", type=int, default=25, help="steps between NPT volume moves")
     sim.add_argument("--platform", default="CPU", help="OpenMM platform: Reference, CPU, OpenCL, CUDA")
     sim.add_argument("--threads", type=int, help="CPU threads for torch and the CPU platform")
-    sim.add_argument("--minimize", type=int, default=100, help="minimiser iterations before MD (0: none)")
+    sim.add_argument("--precision", choices=["auto", "single", "double"],
+                     help="the model's float precision (default: double on Reference, single on CPU, the "
+                          "platform's Precision property on OpenCL and CUDA)")
+    sim.add_argument("--minimize", type=int, default=100, help="most minimiser iterations before MD (0: none)")
+    sim.add_argument("--minimize-tolerance", type=float, default=MINIMIZE_TOLERANCE,
+                     help="kJ/mol/nm: the minimiser stops at this RMS force, and a start already below it "
+                          "(thermal forces, e.g. the equilibrated example box) is not minimised")
     sim.add_argument("--report", type=int, default=100, help="steps between lines on stdout and in log.csv")
     sim.add_argument("--trajectory-interval", type=int, default=100, help="steps between DCD frames (0: none)")
     sim.add_argument("--checkpoint-interval", type=int, default=500, help="steps between checkpoints")

@@ -2,7 +2,9 @@
 
 ``simulate`` reads a structure (PDB, PDBx, AMBER prmtop + inpcrd, GROMACS top +
 gro; the box comes from the input), builds the system with
-``CGAAPotential.createSystem``, minimises it and runs NVE, NVT or NPT MD.
+``CGAAPotential.createSystem``, minimises it unless its RMS force is already
+thermal (an equilibrated start is kept as it is), draws velocities at the
+temperature and runs NVE, NVT or NPT MD.
 Everything it writes goes into one output directory:
 
 ``trajectory.dcd``
@@ -49,6 +51,14 @@ TRAJECTORY, LOG, CHECKPOINT, SETTINGS, TOPOLOGY, TOPOLOGY_PDBX = (
     "trajectory.dcd", "log.csv", "checkpoint.xml", "settings.json", "topology.pdb", "topology.cif")
 #: Above this many atoms the start is written as PDBx (PDB atom serial numbers run out).
 MAX_PDB_ATOMS = 99999
+#: Default RMS force (kJ/mol/nm) the minimiser stops at, and below which it leaves a start alone: just
+#: above thermal forces. The EC/EMC liquid equilibrated at 300 K (the bundled ``example_systems/ecemc.pdb``)
+#: has 770-800 (both carbonate models); a full minimisation would drain its potential energy, and the run
+#: would cool to about 150 K once velocities are drawn. The packed box before equilibration has 1300,
+#: clashes far more.
+MINIMIZE_TOLERANCE = 1000.0
+#: The model precision ``simulate`` picks by platform (see :func:`simulate`).
+PLATFORM_PRECISION = {"Reference": "double", "CPU": "single"}
 #: Settings that must not change when a run is continued.
 RESUME_KEYS = ("inputs", "atoms", "model", "grains", "ensemble", "temperature", "timestep", "friction",
                "pressure", "barostat", "barostat_interval", "trajectory_interval")
@@ -211,12 +221,29 @@ def load_checkpoint(output: str, settings: dict, overwrite: bool) -> Optional[op
         return openmm.XmlSerializer.deserialize(file.read())
 
 
-def begin(simulation: app.Simulation, positions, output: str, minimize: int, temperature: float, seed: int):
-    """Minimise (``minimize`` iterations), draw velocities (K), write the topology file and the step-0
-    checkpoint."""
+def rms_force(simulation: app.Simulation) -> float:
+    """Root mean square of all force components (kJ/mol/nm): the minimiser's convergence measure."""
+    forces = simulation.context.getState(getForces=True).getForces(asNumpy=True)
+    return float((forces.value_in_unit(unit.kilojoule_per_mole / unit.nanometer) ** 2).mean() ** 0.5)
+
+
+def begin(simulation: app.Simulation, positions, output: str, minimize: int, temperature: float, seed: int,
+          minimize_tolerance: float = MINIMIZE_TOLERANCE, stdout=None):
+    """Minimise (at most ``minimize`` iterations, until the RMS force is below ``minimize_tolerance``
+    kJ/mol/nm; a start already below it is kept as it is), draw velocities (K), write the topology file
+    and the step-0 checkpoint."""
     simulation.context.setPositions(positions)
     if minimize:
-        simulation.minimizeEnergy(maxIterations=minimize)
+        before = rms_force(simulation)
+        if before <= minimize_tolerance:
+            message = (f"start kept: RMS force {before:.0f} kJ/mol/nm, within --minimize-tolerance "
+                       f"{minimize_tolerance:g}: not minimised")
+        else:
+            simulation.minimizeEnergy(tolerance=minimize_tolerance * unit.kilojoule_per_mole / unit.nanometer,
+                                      maxIterations=minimize)
+            message = (f"minimised: RMS force {before:.0f} -> {rms_force(simulation):.0f} kJ/mol/nm "
+                       f"(--minimize-tolerance {minimize_tolerance:g}, at most {minimize} iterations)")
+        print(message, file=stdout or sys.stdout, flush=True)
     simulation.context.setVelocitiesToTemperature(temperature * unit.kelvin, seed)
     positions = simulation.context.getState(positions=True).getPositions()
     if simulation.topology.getNumAtoms() <= MAX_PDB_ATOMS:
@@ -267,16 +294,22 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
              grains: str = "residue", ensemble: str = "NVT", temperature: float = 300.0,
              timestep: float = 0.5, friction: float = 1.0, pressure: float = 1.0, barostat: str = "isotropic",
              barostat_interval: int = 25, steps: int = 1000, platform: str = "CPU",
-             threads: Optional[int] = None, minimize: int = 100, report: int = 100,
+             threads: Optional[int] = None, minimize: int = 100,
+             minimize_tolerance: float = MINIMIZE_TOLERANCE, report: int = 100,
              trajectory_interval: int = 100, checkpoint_interval: int = 500, seed: int = 1,
-             overwrite: bool = False, stdout=None) -> str:
+             overwrite: bool = False, precision: Optional[str] = None, stdout=None) -> str:
     """Run (or continue) MD until step ``steps``; returns the output directory.
 
-    Units: K, fs, 1/ps, bar. ``output`` defaults to ``<input name>-md`` in the
+    Units: K, fs, 1/ps, bar, kJ/mol/nm. ``minimize`` is the most minimiser iterations (0: none); the
+    minimiser stops once the RMS force is below ``minimize_tolerance`` and leaves a start already below it,
+    such as an equilibrated frame, untouched. Velocities are drawn at ``temperature``. ``output`` defaults to ``<input name>-md`` in the
     working directory; ``report``, ``trajectory_interval`` (0: no trajectory) and
     ``checkpoint_interval`` are in steps; ``barostat_interval`` is the number of
     steps between Monte Carlo volume moves (NPT). ``seed`` seeds the velocities,
-    and, offset by the start step, the Langevin and barostat random numbers.
+    and, offset by the start step, the Langevin and barostat random numbers. ``precision``
+    (:meth:`~cgaa_openmm.CGAAPotential.createModule`) defaults to the platform's own: ``"double"``
+    on Reference, ``"single"`` on CPU (1.5-1.8x faster than the float64 model openmm-torch's
+    float64 positions would select there), ``"auto"`` on OpenCL and CUDA (their ``Precision``).
     """
     from .modelfile import ModelFileError
     from .potential import CGAAPotential
@@ -290,6 +323,8 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
                               ("barostat_interval", barostat_interval, 1)):
         if value < least:
             raise SimulationError(f"{key} must be at least {least}, not {value}")
+    if minimize_tolerance <= 0:
+        raise SimulationError(f"minimize_tolerance must be positive, not {minimize_tolerance} kJ/mol/nm")
     if timestep <= 0:
         raise SimulationError(f"timestep must be positive, not {timestep} fs")
     topology, positions = read_structure(inputs)
@@ -320,7 +355,9 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
     except (FileNotFoundError, ModelFileError) as error:
         raise SimulationError(str(error)) from error
     try:
-        system = potential.createSystem(topology, grains=grains)
+        if precision is None:
+            precision = PLATFORM_PRECISION.get(platform.getName(), "auto")
+        system = potential.createSystem(topology, grains=grains, precision=precision)
     except ValueError as error:             # TopologyMismatchError, box too small, bad grains
         raise SimulationError(f"{name}: {error}") from error
     integrator = make_integrator(ensemble, temperature, timestep, friction)
@@ -345,7 +382,7 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
             os.remove(os.path.join(output, CHECKPOINT))
         with open(os.path.join(output, SETTINGS), "w") as file:
             json.dump(settings, file, indent=1)
-        begin(simulation, positions, output, minimize, temperature, seed)
+        begin(simulation, positions, output, minimize, temperature, seed, minimize_tolerance, stdout)
         if not steps:
             return output
     bar = add_reporters(simulation, output, steps, report, trajectory_interval, checkpoint_interval, stdout)

@@ -6,8 +6,21 @@ orientations; the box is then compressed step by step to the target density,
 with random moves after each step until no two atoms of different molecules
 are closer than ``--min-distance`` (periodic images included).
 
-Usage: ``python example_systems/build_ecemc.py --ec 20 --emc 40 --density 1.2 -o example_systems/ecemc.pdb``
+Usage: ``python example_systems/build_ecemc.py --ec 20 --emc 40 --density 1.2 -o packed.pdb``
 (EC:EMC 3:7 by weight is about 1:2 by molecule count.)
+
+The bundled ``ecemc.pdb`` is that packed box equilibrated at 300 K, so that MD started from it
+(``cgaa-openmm simulate``, velocities drawn at 300 K, no minimisation) is at 300 K from its first
+step. A packed box is far from equilibrium (a run from it heats to 550 K within 25 fs; minimised
+instead, it cools to 150 K). The equilibration: 0.8 ps NVT (0.5 fs, 300 K) with the fast shipped model
+and strong friction, from the packed box bundled before (11 min on one core of the 2-core development
+machine; the temperature is within 300-315 K from step 600 on, the potential energy flat from step 1200),
+then ``--positions`` to write its last state with the packed box's topology::
+
+    cgaa-openmm simulate packed.pdb --model carbonates-xtb-fast --minimize 0 --friction 10 \\
+        --steps 1600 --threads 1 --output ecemc-equilibration
+    python example_systems/build_ecemc.py --input packed.pdb \\
+        --positions ecemc-equilibration/checkpoint.xml -o example_systems/ecemc.pdb
 
 ``--tile NA NB NC`` instead repeats an already built box (``--input``, default the bundled
 ``ecemc.pdb``) NA x NB x NC times along its box vectors: a larger box of the same relaxed liquid,
@@ -139,6 +152,28 @@ def tile(path, repeats):
     return topology, (xyz[None] + offsets[:, None]).reshape(-1, 3)
 
 
+def with_positions(path, state_path):
+    """The topology of the PDB file ``path`` and the positions (nm, numpy) of the OpenMM state XML
+    ``state_path`` (e.g. a ``checkpoint.xml`` of ``cgaa-openmm simulate``), each residue shifted whole so
+    that its centre lies in the box (rectangular boxes)."""
+    import openmm
+    pdb = app.PDBFile(path)
+    with open(state_path) as f:
+        state = openmm.XmlSerializer.deserialize(f.read())
+    xyz = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    box = np.array(state.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
+    if len(xyz) != pdb.topology.getNumAtoms():
+        raise SystemExit(f"{state_path} holds {len(xyz)} atoms, {path} {pdb.topology.getNumAtoms()}")
+    if np.count_nonzero(box - np.diag(np.diag(box))):
+        raise SystemExit(f"{state_path}: only rectangular boxes are supported")
+    edges = np.diag(box)
+    for residue in pdb.topology.residues():
+        atoms = [atom.index for atom in residue.atoms()]
+        xyz[atoms] -= np.floor(xyz[atoms].mean(0) / edges) * edges
+    pdb.topology.setPeriodicBoxVectors(box * unit.nanometer)
+    return pdb.topology, xyz
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ec", type=int, default=20, help="number of EC molecules")
@@ -148,7 +183,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tile", type=int, nargs=3, metavar=("NA", "NB", "NC"),
                         help="repeat --input NA x NB x NC times instead of packing a new box")
-    parser.add_argument("--input", default=BOX, help="box that --tile repeats")
+    parser.add_argument("--input", default=BOX, help="box that --tile repeats, or whose topology --positions takes")
+    parser.add_argument("--positions", metavar="STATE.xml",
+                        help="write --input's topology with the positions and box of this OpenMM state "
+                             "(e.g. checkpoint.xml of a cgaa-openmm simulate run) instead of packing a new box")
     parser.add_argument("-o", "--output", default="ecemc.pdb", help=".pdb, or .cif for PDBx/mmCIF")
     args = parser.parse_args(argv)
     if args.tile:
@@ -157,6 +195,12 @@ def main(argv=None):
         with open(args.output, "w") as f:
             writer.writeFile(topology, xyz * unit.nanometer, f)
         print(f"{args.output}: {args.input} x {args.tile}, {topology.getNumAtoms()} atoms")
+        return
+    if args.positions:
+        topology, xyz = with_positions(args.input, args.positions)
+        with open(args.output, "w") as f:
+            app.PDBFile.writeFile(topology, xyz * unit.nanometer, f, keepIds=True)
+        print(f"{args.output}: {args.input} with the positions of {args.positions}")
         return
     templates = molecule_templates()
     placed, edge = pack(templates, {"EC": args.ec, "EMC": args.emc}, args.density, args.min_distance, args.seed)
