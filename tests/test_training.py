@@ -303,3 +303,23 @@ def test_stress_term_of_the_loss(tmp_path):
     expected = 1e4 * sum((stress[k] - boxes[k].stress).pow(2).mean().item() for k in range(2)) / 4
     assert (weighted - plain).item() == pytest.approx(expected, rel=1e-8)
     assert expected > 1e-2  # the term is not vanishingly small
+
+
+def test_stage_two_switches_weights_and_learning_rate_and_exports_its_best(tmp_path):
+    """With stage_two_epoch, the later epochs run at stage_two_lr (AMSGrad here), and the exported
+    model is the best EMA model of stage two, not an earlier one."""
+    path = write_config(tmp_path, epochs=4, stage_two_epoch=3, stage_two_lr=0.0004, stage_two_energy_weight=500.0,
+                        amsgrad=True, lr=0.01)
+    result = run_cli("train", path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "stage two from epoch 3" in result.stdout
+    rows = open(tmp_path / "model_run" / "metrics.csv").read().strip().splitlines()
+    header = rows[0].split(",")
+    lr = [float(row.split(",")[header.index("lr")]) for row in rows[1:]]
+    assert lr[:2] == [0.01, 0.01] and lr[2:] == [0.0004, 0.0004]
+    _, metadata = load_model(str(tmp_path / "model.pt"))
+    forces = [float(row.split(",")[header.index("valid_forces_rmse")]) for row in rows[1:]]
+    energies = [float(row.split(",")[header.index("valid_energy_rmse_mev_per_atom")]) for row in rows[1:]]
+    scores = [e * 1e-3 * 500.0 ** 0.5 + f * 10.0 ** 0.5 for e, f in zip(energies, forces)]
+    best = 2 + int(np.argmin(scores[2:]))
+    assert metadata["validation_errors"]["forces_rmse"] == pytest.approx(forces[best], rel=1e-5)

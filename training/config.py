@@ -58,6 +58,14 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
                            "with a stress label, (eV/angstrom^3)^2; the stress sets the pressure that a "
                            "barostat sees"),
     "ema_decay": (0.99, "decay of the exponential moving average of the weights (0: no EMA)"),
+    "amsgrad": (False, "AdamW with the AMSGrad variant (as MACE trains)"),
+    "stage_two_epoch": (None, "first epoch (counted from 1) of a second stage, as MACE's SWA stage: from it "
+                              "the loss uses stage_two_energy_weight and stage_two_forces_weight, the "
+                              "learning rate is stage_two_lr, and the best model is chosen among stage-two "
+                              "epochs only; None: one stage"),
+    "stage_two_energy_weight": (1000.0, "energy_weight of the second stage"),
+    "stage_two_forces_weight": (10.0, "forces_weight of the second stage"),
+    "stage_two_lr": (0.001, "learning rate of the second stage (held constant)"),
     "lr_patience": (10, "epochs without validation improvement before the learning rate is multiplied "
                         "by lr_factor"),
     "lr_factor": (0.5, "learning-rate reduction factor on a plateau"),

@@ -147,6 +147,14 @@ def shard(batch: Sequence[Config], rank: int, world: int) -> List[Config]:
     return list(batch[rank::world])
 
 
+def stage_weights(config: Dict[str, Any], stage_two: bool) -> Dict[str, Any]:
+    """``config`` with the loss weights of stage one, or of stage two (``stage_two_*_weight``)."""
+    if not stage_two:
+        return config
+    return dict(config, energy_weight=config["stage_two_energy_weight"],
+                forces_weight=config["stage_two_forces_weight"])
+
+
 def train_step(trained, model, optimizer, batch: Sequence[Config], rank: int, world: int, elements, dtype,
                config) -> float:
     """One optimiser step on a global batch, of which this process takes its shard; the loss.
@@ -196,7 +204,8 @@ def train(config: Dict[str, Any], resume: bool = False) -> Dict[str, Any]:
     model, ema = new_model(data, dtype), new_model(data, dtype)
     ema.load_state_dict(model.state_dict())
     trained = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"],
+                                  amsgrad=config["amsgrad"])
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config["lr_factor"],
                                                            patience=config["lr_patience"])
     run_dir = config["run_dir"]
@@ -218,9 +227,25 @@ def train(config: Dict[str, Any], resume: bool = False) -> Dict[str, Any]:
             print(f"resumed from {ckpt} after epoch {start_epoch}", flush=True)
 
     bs = config["batch_size"]
+    stage_two = config["stage_two_epoch"]
     for epoch in range(start_epoch, config["epochs"]):
-        if optimizer.param_groups[0]["lr"] < config["min_lr"] or epoch - best_epoch >= config["early_stopping"]:
-            break
+        if stage_two is not None and epoch + 1 == stage_two:
+            best, best_epoch = math.inf, epoch       # the exported model comes from stage two
+            for group in optimizer.param_groups:
+                group["lr"] = config["stage_two_lr"]
+            if main_process:
+                print(f"stage two from epoch {epoch + 1}: lr {config['stage_two_lr']}, energy weight "
+                      f"{config['stage_two_energy_weight']}, forces weight {config['stage_two_forces_weight']}",
+                      flush=True)
+        in_stage_two = stage_two is not None and epoch + 1 >= stage_two
+        weights = stage_weights(config, in_stage_two)
+        if in_stage_two:
+            if epoch - best_epoch >= config["early_stopping"]:
+                break
+        elif optimizer.param_groups[0]["lr"] < config["min_lr"] or epoch - best_epoch >= config["early_stopping"]:
+            if stage_two is None or stage_two > config["epochs"]:
+                break
+            continue                                 # stage one is over: wait for stage two
         model.train()
         perm = np.random.RandomState(config["seed"] + epoch).permutation(len(train_set))
         starts = [s for s in range(0, len(perm), bs) if len(perm[s:s + bs]) >= world]
@@ -229,7 +254,7 @@ def train(config: Dict[str, Any], resume: bool = False) -> Dict[str, Any]:
                    disable=None if main_process else True)
         for start in bar:
             batch = [train_set[i] for i in perm[start:start + bs]]
-            total += train_step(trained, model, optimizer, batch, rank, world, elements, dtype, config)
+            total += train_step(trained, model, optimizer, batch, rank, world, elements, dtype, weights)
             with torch.no_grad():
                 for pe, pm in zip(ema.parameters(), model.parameters()):
                     pe.mul_(config["ema_decay"]).add_(pm, alpha=1 - config["ema_decay"])
@@ -238,9 +263,10 @@ def train(config: Dict[str, Any], resume: bool = False) -> Dict[str, Any]:
             dist.all_reduce(summed)
             total = float(summed)
         metrics = evaluate(ema, valid, elements, dtype)
-        score = metrics["energy_rmse_mev_per_atom"] * 1e-3 * config["energy_weight"] ** 0.5 \
-            + metrics["forces_rmse"] * config["forces_weight"] ** 0.5
-        scheduler.step(score)
+        score = metrics["energy_rmse_mev_per_atom"] * 1e-3 * weights["energy_weight"] ** 0.5 \
+            + metrics["forces_rmse"] * weights["forces_weight"] ** 0.5
+        if not in_stage_two:
+            scheduler.step(score)
         if score < best:
             best, best_epoch = score, epoch + 1
             if main_process:
@@ -287,7 +313,7 @@ def export(config, data, ema, best_path, log, dtype) -> Dict[str, Any]:
     learning_curve_plot(log, os.path.join(run_dir, "learning_curve.png"))
     if config["test_file"]:
         test = read_data(config, config["test_file"])
-        attach_graphs(test, ema.grain_cutoff, ema.pair_cutoff)
+        attach_graphs(test, ema.grain_cutoff, ema.atom_pair_cutoff)
         errors, arrays = evaluate(ema, test, elements, dtype, return_arrays=True)
         metadata["test_errors"] = dict(errors, file=os.path.basename(config["test_file"]), n_configs=len(test))
         parity_plot(arrays, errors, os.path.join(run_dir, "parity.png"),
