@@ -184,7 +184,7 @@ def ms_per_evaluation(model_path: str, kind: str, repeats: int, threads: int) ->
     from cgaa_openmm import CGAAPotential
     pdb, groups = box_grains(kind)
     potential = CGAAPotential.load(model_path)
-    system = potential.createSystem(pdb.topology, grains=groups, allowUnknownGrains=True)
+    system = potential.createSystem(pdb.topology, grains=groups, allowUnknownGrains=True, precision="single")
     context = openmm.Context(system, openmm.VerletIntegrator(0.0005),
                              openmm.Platform.getPlatformByName("CPU"), {"Threads": str(threads)})
     context.setPositions(pdb.positions)

@@ -92,9 +92,10 @@ def parmed_files(tmp_path, kind):
 def test_bad_input_is_a_clear_error(tmp_path, options, message):
     for name in ("box.xyz", "box.prmtop", "box.gro"):
         (tmp_path / name).write_text("")
-    first_atom = "HETATM    1  C1   EC 1   1       3.101   0.954   4.298  1.00  0.00           C  "
-    edited_example(tmp_path, "nitrogen.pdb", lambda t: t.replace(first_atom, first_atom.replace(
-        "  C1 ", "  N1 ").replace("C  ", "N  ")))
+    def nitrogen_first(text):
+        first = re.search(r"^HETATM    1  C1 .*$", text, re.M).group(0)
+        return text.replace(first, first.replace("  C1 ", "  N1 ")[:-3] + "N  ", 1)
+    edited_example(tmp_path, "nitrogen.pdb", nitrogen_first)
     edited_example(tmp_path, "small.pdb", lambda t: t.replace("CRYST1   20.165   20.165   20.165",
                                                               "CRYST1   10.000   10.000   10.000"))
     edited_example(tmp_path, "cluster.pdb", lambda t: re.sub(r"CRYST1.*\n", "", t))
