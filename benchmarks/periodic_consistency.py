@@ -3,7 +3,7 @@
 For every frame of ``solvent_liquid.xyz`` and ``liquid_rattled_frame.xyz`` (160 atoms, a 12.85 Å
 box: 2.14x the 6 Å grain cutoff), the shipped model's ``createSystem`` force on OpenMM's Reference
 platform is compared with the energy and forces of the training/``evaluate`` path
-(``training.data.attach_graphs`` + ``predict``), both in float64 so that only the graphs can
+(``training.evaluate.predict_frame``), both in float64 so that only the graphs can
 differ. Writes ``benchmarks/results/periodic_consistency.json``::
 
     python benchmarks/periodic_consistency.py [--model carbonates-xtb] [--output PATH]
@@ -21,22 +21,11 @@ from openmm import unit
 from cgaa_openmm import CGAAPotential
 from cgaa_openmm.grains import topology_from_atoms
 from cgaa_openmm.potential import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
-from training.data import Config, attach_graphs, bonded_molecules, collate, predict
+from training.data import bonded_molecules
+from training.evaluate import predict_frame
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "carbonates")
 FRAMES = ("solvent_liquid.xyz", "liquid_rattled_frame.xyz")
-
-
-def training_path(model, atoms):
-    """Energy (eV) and forces (eV/Å) as training and ``cgaa-openmm evaluate`` compute them."""
-    _, grain = np.unique(atoms.arrays["molID"], return_inverse=True)
-    config = Config(positions=torch.tensor(atoms.positions), numbers=torch.tensor(atoms.numbers),
-                    grain=torch.tensor(grain), n_grains=int(grain.max()) + 1, energy=0.0,
-                    forces=torch.zeros(len(atoms), 3, dtype=torch.float64),
-                    cell=torch.tensor(np.asarray(atoms.cell)), periodic=True)
-    attach_graphs([config], model.grain_cutoff, model.atom_pair_cutoff)
-    energy, forces = predict(model, collate([config], model.elements, torch.float64))
-    return float(energy.detach()), forces.detach().numpy()
 
 
 def openmm_path(potential, atoms):
@@ -64,7 +53,7 @@ def main(argv=None):
     for name in FRAMES:
         for k, atoms in enumerate(read(os.path.join(DATA, name), ":")):
             atoms.arrays["molID"] = bonded_molecules(atoms)
-            e_train, f_train = training_path(potential.model, atoms)
+            e_train, f_train = predict_frame(potential.model, atoms)
             e_openmm, f_openmm = openmm_path(potential, atoms)
             rows.append(dict(frame=f"{name}:{k}", atoms=len(atoms), box_A=float(atoms.cell.lengths().min()),
                              energy_training_eV=e_train, energy_openmm_eV=e_openmm,

@@ -69,31 +69,31 @@ def build_graph(positions: torch.Tensor, grain: torch.Tensor, n_grains: int, int
             "pair_shift": pair_shift}
 
 
+def grain_radii(unwrapped: torch.Tensor, grain: torch.Tensor, n_grains: int) -> torch.Tensor:
+    """Distance (Å) of every atom from its grain's centre, shape (N,), for whole grains."""
+    return torch.linalg.norm(unwrapped - grain_centres(unwrapped, grain, n_grains)[grain], dim=1)
+
+
 def grain_faults(positions: torch.Tensor, shift: torch.Tensor, grain: torch.Tensor, n_grains: int,
                  intra_src: torch.Tensor, intra_dst: torch.Tensor, cell: torch.Tensor, periodic: bool,
-                 max_radius: float, link_length: float = 2.5) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Checks of a configuration (Å) and its unwrap shifts: returns ``(far, broken)``.
+                 link_length: float = 2.5) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Checks of a configuration (Å) and its unwrap shifts: returns ``(radius, broken)``.
 
-    ``far``: atoms farther than ``max_radius`` from their grain's centre, as rows
-    (atom, distance × 1000 rounded). ``broken``: pairs of atoms of one grain that are
-    within ``link_length`` (Å; longer than every covalent bond of organic and biomolecules)
-    of each other as minimum images but not once unwrapped,
-    as rows (atom, atom): the grain was not made whole (periodic only). When neither is found,
-    every grain whose atoms are joined by such links (every molecule) is whole,
-    whatever the box: a link spans no periodic boundary after unwrapping.
+    ``radius``: every atom's distance from its grain's centre (:func:`grain_radii`).
+    ``broken``: pairs of atoms of one grain that are within ``link_length`` (Å; longer than
+    every covalent bond of organic and biomolecules) of each other as minimum images but not
+    once unwrapped, as rows (atom, atom): the grain was not made whole (periodic only). When
+    there are none, every grain whose atoms are joined by such links (every molecule) is
+    whole, whatever the box: a link spans no periodic boundary after unwrapping.
     """
     with torch.no_grad():
         r = positions + shift
-        centres = grain_centres(r, grain, n_grains)
-        radius = torch.linalg.norm(r - centres[grain], dim=1)
-        far_atoms = (radius > max_radius).nonzero().flatten()
-        far = torch.stack([far_atoms, torch.round(radius[far_atoms] * 1000.0).long()], dim=1)
+        radius = grain_radii(r, grain, n_grains)
         if not periodic:
-            return far, torch.zeros(0, 2, dtype=torch.long, device=positions.device)
+            return radius, torch.zeros(0, 2, dtype=torch.long, device=positions.device)
         d = positions[intra_dst] - positions[intra_src]
-        image = torch.round(d @ torch.linalg.inv(cell)) @ cell
-        link = torch.linalg.norm(d - image, dim=1) < link_length
+        minimum_image = d - torch.round(d @ torch.linalg.inv(cell)) @ cell
+        link = torch.linalg.norm(minimum_image, dim=1) < link_length
         unwrapped = r[intra_dst] - r[intra_src]
-        split = link & (torch.linalg.norm(unwrapped - (d - image), dim=1) > 1e-3 * link_length)
-        broken = torch.stack([intra_src[split], intra_dst[split]], dim=1)
-        return far, broken
+        split = link & (torch.linalg.norm(unwrapped - minimum_image, dim=1) > 1e-3 * link_length)
+        return radius, torch.stack([intra_src[split], intra_dst[split]], dim=1)

@@ -133,12 +133,13 @@ class CGAAForceModule(torch.nn.Module):
 
     def check_grains(self, r: torch.Tensor, shift: torch.Tensor, cell: torch.Tensor) -> None:
         """Raise, naming the grain, if :func:`~cgaa_openmm.graph.grain_faults` finds a fault."""
-        far, broken = grain_faults(r, shift, self.grain, self.n_grains, self.intra_src, self.intra_dst, cell,
-                                   self.periodic, self.max_radius)
+        radius, broken = grain_faults(r, shift, self.grain, self.n_grains, self.intra_src, self.intra_dst, cell,
+                                      self.periodic)
+        far = (radius > self.max_radius).nonzero()
         if far.shape[0] > 0:
             atom = int(far[0, 0])
             raise ValueError(
-                "CGAA: atom " + str(int(self.atoms[atom])) + " is " + str(float(far[0, 1]) / 1000.0)
+                "CGAA: atom " + str(int(self.atoms[atom])) + " is " + str(float(int(float(radius[atom]) * 1000.0)) / 1000.0)
                 + " Å from the centre of its grain (" + self.grain_names[int(self.grain[atom])]
                 + "), beyond the " + str(self.max_radius) + " Å this model allows (the largest grain radius "
                 + "of its training data plus a margin). The grain is not the molecule or residue the model "

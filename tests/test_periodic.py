@@ -6,7 +6,7 @@ import pytest
 import torch
 from ase import Atoms
 from ase.io import read
-from openmm import app, unit
+from openmm import unit
 from scipy.spatial.transform import Rotation
 
 from cgaa_openmm import CGAAPotential
@@ -14,9 +14,10 @@ from cgaa_openmm.grains import topology_from_atoms
 from cgaa_openmm.graph import grain_faults, intra_pairs
 from cgaa_openmm.neighbors import neighbor_pairs
 from cgaa_openmm.potential import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
-from training.data import Config, attach_graphs, bonded_molecules, collate, predict
+from training.data import bonded_molecules
+from training.evaluate import predict_frame
 
-from conftest import ELEMENTS, data_file, make_model
+from conftest import data_file, make_model
 
 EV_PER_A = KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM   # kJ/mol/nm per eV/Å
 PLATFORMS = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
@@ -36,18 +37,6 @@ def liquid_frames():
     for atoms in frames:
         atoms.arrays["molID"] = bonded_molecules(atoms)
     return frames
-
-
-def training_path(model, atoms):
-    """Energy (eV) and forces (eV/Å) as ``cgaa-openmm evaluate`` and training compute them."""
-    _, grain = np.unique(atoms.arrays["molID"], return_inverse=True)
-    config = Config(positions=torch.tensor(atoms.positions), numbers=torch.tensor(atoms.numbers),
-                    grain=torch.tensor(grain), n_grains=int(grain.max()) + 1, energy=0.0,
-                    forces=torch.zeros(len(atoms), 3, dtype=torch.float64),
-                    cell=torch.tensor(np.asarray(atoms.cell)), periodic=True)
-    attach_graphs([config], model.grain_cutoff, model.atom_pair_cutoff)
-    energy, forces = predict(model, collate([config], model.elements, model.atomic_energies.dtype))
-    return float(energy.detach()), forces.detach().double().numpy()
 
 
 def topology(atoms, bonds):
@@ -119,11 +108,11 @@ def test_liquid_frames_openmm_equals_training_path_and_tiled_copies():
     1.2 eV and 4.7 eV/Å off through OpenMM. Single precision (CPU platform), as users run it."""
     potential = CGAAPotential.load("carbonates-xtb")
     for atoms in liquid_frames():
-        reference = training_path(potential.model, atoms)
+        reference = predict_frame(potential.model, atoms)
         for bonds in (False, True):
             # float32 network: its energy (a few eV of -7640) is good to about 1e-5 relative
             assert_same(openmm_path(potential, atoms, bonds, "CPU", precision="single"), reference, 2e-3, 2e-3)
-        energy, forces = training_path(potential.model, tiled(atoms))
+        energy, forces = predict_frame(potential.model, tiled(atoms))
         assert_same((energy / 8, forces[:len(atoms)]), reference, 2e-3, 2e-3)
 
 
@@ -165,10 +154,10 @@ def test_random_boxes_openmm_equals_training_path_and_tiled_copies(factor, tricl
     model = make_model(seed=3, grain_cutoff=5.0, pair_cutoff=3.0)
     potential = CGAAPotential(model, {"grains": "molecule"})
     atoms = random_box(5.0, factor, triclinic, seed=int(10 * factor) + triclinic)
-    reference = training_path(model, atoms)
+    reference = predict_frame(model, atoms)
     energy_tol, force_tol = 1e-10 * abs(reference[0]), 1e-8 * np.abs(reference[1]).max()
     assert_same(openmm_path(potential, atoms, bonds), reference, energy_tol, force_tol)
-    energy, forces = training_path(model, tiled(atoms))
+    energy, forces = predict_frame(model, tiled(atoms))
     assert_same((energy / 8, forces[:len(atoms)]), reference, energy_tol, force_tol)
 
 
@@ -240,7 +229,7 @@ def test_grain_beyond_the_guard_is_an_error(periodic):
 
 def test_grain_that_cannot_be_made_whole_is_reported():
     """A chain of atoms longer than half the box is split by unwrapping: grain_faults reports the
-    broken link (the radius guard is switched off here to see it)."""
+    broken link (whatever the radius guard would say)."""
     cell = torch.eye(3, dtype=torch.float64) * 12.0
     chain = torch.zeros(9, 3, dtype=torch.float64)
     chain[:, 0] = torch.arange(9) * 1.5          # 12 Å long, in a 12 Å box
@@ -248,13 +237,13 @@ def test_grain_that_cannot_be_made_whole_is_reported():
     src, dst = intra_pairs(grain, 1)
     from cgaa_openmm.neighbors import unwrap_shifts
     shift = unwrap_shifts(chain, grain, 1, cell)
-    far, broken = grain_faults(chain, shift, grain, 1, src, dst, cell, True, 100.0)
-    assert len(far) == 0 and len(broken) > 0
+    radius, broken = grain_faults(chain, shift, grain, 1, src, dst, cell, True)
+    assert (radius < 100.0).all() and len(broken) > 0
     # the same chain at 7.5 Å (6 atoms) is whole
     grain6 = grain[:6]
     src, dst = intra_pairs(grain6, 1)
     shift = unwrap_shifts(chain[:6] - 40.0, grain6, 1, cell)
-    far, broken = grain_faults(chain[:6] - 40.0, shift, grain6, 1, src, dst, cell, True, 100.0)
+    radius, broken = grain_faults(chain[:6] - 40.0, shift, grain6, 1, src, dst, cell, True)
     assert len(broken) == 0
     torch.testing.assert_close((chain[:6] - 40.0 + shift) - (chain[0] - 40.0 + shift[0]), chain[:6] - chain[0])
 

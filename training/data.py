@@ -17,7 +17,7 @@ from ase.io import read
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cgaa_openmm.graph import build_graph, grain_centres, intra_pairs
+from cgaa_openmm.graph import build_graph, grain_radii, intra_pairs
 from cgaa_openmm.neighbors import neighbor_pairs
 
 ENERGY_UNITS = {"eV": 1.0, "kcal/mol": units.kcal / units.mol, "kJ/mol": units.kJ / units.mol,
@@ -197,12 +197,8 @@ def attach_graphs(configs: Sequence[Config], grain_cutoff: float, pair_cutoff: f
 
 def largest_grain_radius(configs: Sequence[Config]) -> float:
     """The largest distance (Å) of an atom from its grain centre over ``configs`` (graphs attached)."""
-    radius = 0.0
-    for c in configs:
-        r = c.positions + c.graph["unwrap_shift"]
-        distance = torch.linalg.norm(r - grain_centres(r, c.grain, c.n_grains)[c.grain], dim=1)
-        radius = max(radius, float(distance.max()))
-    return radius
+    return max(float(grain_radii(c.positions + c.graph["unwrap_shift"], c.grain, c.n_grains).max())
+               for c in configs)
 
 
 def contact_radii(configs: Sequence[Config], elements: Sequence[int], fraction: float,

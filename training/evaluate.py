@@ -8,6 +8,7 @@ import json
 import os
 from typing import Dict, Sequence
 
+import numpy as np
 import torch
 
 from training.data import Config, DataError, attach_graphs, collate, predict, read_configs
@@ -44,6 +45,20 @@ def evaluate(model, configs: Sequence[Config], elements, dtype, batch_size: int 
     arrays = dict(energy_pred=(e_pred / n).numpy(), energy_ref=(e_ref / n).numpy(),
                   forces_pred=f_pred.numpy().ravel(), forces_ref=f_ref.numpy().ravel())
     return errors, arrays
+
+
+def predict_frame(model, atoms, grain_key: str = "molID"):
+    """Energy (eV) and forces (eV/Å, numpy) of one unlabelled ``ase.Atoms`` whose per-atom
+    ``grain_key`` column gives the grains, computed as training and :func:`evaluate` compute them
+    (graph, collation and autograd of :mod:`training.data`), in the model's dtype."""
+    _, grain = np.unique(atoms.arrays[grain_key], return_inverse=True)
+    config = Config(positions=torch.tensor(atoms.positions), numbers=torch.tensor(atoms.numbers),
+                    grain=torch.tensor(grain), n_grains=int(grain.max()) + 1, energy=0.0,
+                    forces=torch.zeros(len(atoms), 3, dtype=torch.float64),
+                    cell=torch.tensor(np.asarray(atoms.cell)), periodic=bool(atoms.pbc.all()))
+    attach_graphs([config], model.grain_cutoff, model.atom_pair_cutoff)
+    energy, forces = predict(model, collate([config], model.elements, model.atomic_energies.dtype))
+    return float(energy.detach()), forces.detach().double().numpy()
 
 
 def evaluate_file(model_path: str, data_path: str, grains: str = None, grain_key: str = "molID",
