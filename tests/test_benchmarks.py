@@ -2,6 +2,7 @@
 equation-of-state benchmark (pressure by central difference, a run on a small periodic box)."""
 import json
 import os
+import subprocess
 import sys
 from collections import Counter
 
@@ -97,3 +98,31 @@ def test_pressure_benchmark_agrees_with_evaluate(tmp_path):
     errors = evaluate_file(os.path.join(ROOT, "cgaa_openmm", "models", "carbonates-xtb-fast.pt"), data)
     atomic = results["models"]["carbonates-xtb-fast"]["atomic"]
     assert abs(atomic["mean_kbar"] - errors["pressure_error_mean_kbar"]) < 1e-2  # float64 here, float32 there
+
+
+def test_pareto_on_the_smallest_box_with_a_tiny_model(tmp_path):
+    """benchmarks/pareto.py end to end: a tiny CGAA config trained, tested, timed (molecule and atom
+    grains) at 800 atoms, its graph time apart; the table, plot and targets written."""
+    import yaml
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(dict(
+        train_file=data_file("solvent_xtb_train_20.xyz"), epochs=1, batch_size=5, grain_key="molID",
+        model=dict(channels=8, lmax=1, embed_layers=1, interactions=1, n_radial=4, radial_hidden=16))))
+    out = tmp_path / "results"
+    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "pareto.py"), "--rows", "tiny",
+                    "--config", f"tiny={config}", "--sizes", "800", "--quick", "--test-file",
+                    data_file("solvent_xtb_train_20.xyz"), "--runs", str(tmp_path / "runs"),
+                    "--output-dir", str(out)], check=True, cwd=ROOT)
+    results = json.load(open(out / "pareto.json"))
+    row = results["rows"]["tiny"]
+    clusters = [a for a in read(data_file("solvent_xtb_train_20.xyz"), index=":")
+                if a.info.get("config_type") != "IsolatedAtom"]
+    assert row["errors"]["n_configs"] == len(clusters) and np.isfinite(row["errors"]["forces_rmse"])
+    for timing in (row["timings"]["800"], row["atom_grain_timings"]["800"]):
+        assert timing["atoms"] == 800 and 0 < timing["graph_ms"] < timing["total_ms"]
+        assert np.isclose(timing["model_ms"] + timing["graph_ms"], timing["total_ms"])
+    assert row["timings"]["800"]["parameters"] > 0
+    assert np.isfinite(row["timings"]["800"]["energy_kj_mol"])
+    assert "| tiny |" in (out / "pareto.md").read_text()
+    assert (out / "pareto.png").stat().st_size > 5000
+    assert [t["met"] for t in results["targets"]] == [None] * 5  # no shipped or MACE row measured

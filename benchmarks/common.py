@@ -1,0 +1,130 @@
+"""Helpers the benchmark scripts share: machine description, timing loop, monitored workers,
+the tiled EC/EMC boxes, resumable CGAA training.
+
+Standard library and numpy at import time only: the MACE worker imports this module from
+MACE's own virtual environment, where ``cgaa_openmm`` does not import (e3nn 0.4.4 there).
+"""
+import importlib.util
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "carbonates"))
+BOX = os.path.join(ROOT, "example_systems", "ecemc.pdb")
+#: Atoms -> copies of the 800-atom box along a, b, c.
+TILINGS = {800: (1, 1, 1), 3200: (2, 2, 1), 9600: (2, 2, 3), 28800: (3, 3, 4), 100000: (5, 5, 5)}
+KJ_PER_EV = 96.48533212331
+MACE_VERSION = "0.3.16"
+#: OpenMP threads that wait passively: on a shared machine, spinning ones wait for descheduled
+#: partners (10x slower evaluations measured with 2 threads on 2 busy cores).
+WORKER_ENV = dict(OMP_WAIT_POLICY="PASSIVE")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    return dict(cpu=cpu_model(), cores=os.cpu_count(), python=platform.python_version())
+
+
+def rss_mb(pid="self") -> float:
+    """Resident set size of a process (MB)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def source_module(path: str, name: str):
+    """A module loaded from a file path (a script's or example builder's functions, without
+    putting its folder on ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiled_box(atoms: int):
+    """``(topology, positions in nm)`` of the bundled 800-atom EC/EMC box tiled to ``atoms`` atoms."""
+    builder = source_module(os.path.join(ROOT, "example_systems", "build_ecemc.py"), "build_ecemc")
+    return builder.tile(BOX, TILINGS[atoms])
+
+
+def median_time(evaluate, repeats: int, warmup: int = 2) -> dict:
+    """Median wall time (ms) of ``repeats`` calls of ``evaluate`` after ``warmup`` calls
+    (TorchScript profiles on the first call and optimises on the second)."""
+    for _ in range(warmup):
+        evaluate()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        evaluate()
+        times.append(1e3 * (time.perf_counter() - t0))
+    return dict(median_ms=statistics.median(times), times_ms=times)
+
+
+def launch(command, log: str, timeout: float, max_rss_mb: float, threads: int = 1) -> dict:
+    """Run a worker subprocess (its own process group); kill it past ``timeout`` s or
+    ``max_rss_mb`` of RSS. Returns the JSON of its last stdout line, or a ``status`` saying why not."""
+    import json
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), **WORKER_ENV)
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    t0 = time.time()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        seen, killed = 0.0, None
+        while proc.poll() is None:
+            try:
+                seen = max(seen, rss_mb(proc.pid))
+            except (OSError, StopIteration):
+                pass
+            if seen > max_rss_mb:
+                killed = f"out of memory: killed at {seen / 1024:.1f} GB RSS (limit {max_rss_mb / 1024:.1f} GB)"
+            elif time.time() - t0 > timeout:
+                killed = f"timeout: killed after {timeout:.0f} s"
+            if killed:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+                break
+            time.sleep(0.2)
+    if killed:
+        return dict(status=killed)
+    lines = open(log).read().strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return dict(status=f"failed: exit {proc.returncode} (log {os.path.relpath(log, ROOT)})")
+    return json.loads(lines[-1])
+
+
+def train_cgaa(config_path: str, name: str, runs: str, overrides: dict = None) -> str:
+    """Train (or resume, or reuse when its config is unchanged) a CGAA model from a training
+    config with ``output``/``run_dir`` under ``runs``; returns the model file's path."""
+    import yaml
+
+    from cgaa_openmm.modelfile import load_model
+    from training.config import config_hash, load_config
+    config = dict(load_config(config_path), **(overrides or {}))
+    config["output"] = os.path.join(runs, f"{name}.pt")
+    config["run_dir"] = os.path.join(runs, name)
+    os.makedirs(runs, exist_ok=True)
+    path = os.path.join(runs, f"{name}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    if os.path.exists(config["output"]):
+        _, metadata = load_model(config["output"])
+        if metadata["training"]["config_sha256"] == config_hash(load_config(path)):
+            return config["output"]
+    command = [sys.executable, "-m", "cgaa_openmm.cli", "train", path]
+    if os.path.exists(os.path.join(config["run_dir"], "checkpoint.pt")):
+        command.append("--resume")
+    print(f"== training {name}: {' '.join(command)}", flush=True)
+    subprocess.run(command, check=True, cwd=ROOT, env=dict(os.environ, **WORKER_ENV))
+    return config["output"]
+

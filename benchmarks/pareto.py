@@ -1,0 +1,464 @@
+"""Pareto front against MACE: test force error against cost per atom, every model in one run.
+
+Every trained row learns from the 200 configurations of ``solvent_xtb_train_200.xyz`` alone and
+is tested on all 1000 of ``solvent_xtb_test.xyz``. Rows (``ROWS``):
+
+* CGAA variants, each a training config of ``training/configs/`` trained here
+  (``benchmarks/runs/pareto/<row>``; a finished one is reused, an interrupted one resumed);
+* the atom-grain baseline: the default model's config with every atom its own grain
+  (5 Å atom cutoff), trained the same way;
+* MACE (mace-torch ``MACE_VERSION`` in its own venv, ``benchmarks/.venv-mace``, built on first
+  use) at the tutorial size and the medium size of the brief, trained with ``mace_run_train``
+  as in its tutorials (float64, EMA, AMSGrad, an SWA stage with a high energy weight): the very
+  models whose errors are in the table are the ones timed;
+* the shipped models as shipped (whatever data they saw after the 200 configurations).
+
+Timing: the EC/EMC box (``example_systems/ecemc.pdb``) tiled to 800, 3,200 and 9,600 atoms, one
+thread, float32, every (row, size) in a fresh subprocess killed past ``--timeout`` or
+``--max-rss-gb``. ``total``: median of ``getState(energy, forces)`` in an OpenMM CPU-platform
+Context (``Threads=1``) holding the model as an ``openmmtorch.TorchForce``. ``graph``: median
+of the same model's neighbour search and graph construction alone (TorchScript, the code the
+TorchForce runs); ``model`` = total - graph. MACE runs in OpenMM the way openmm-ml deploys it
+(the TorchScript-compiled model, energy only, forces by the TorchForce's backward pass) in
+float32, with the same O(N) cell list as CGAA (``cgaa_openmm/neighbors.py``) for its edges
+instead of matscipy in Python; its energy there is checked against mace's own calculator.
+Every CGAA row also times its hyperparameters with atom grains (untrained weights: speed does not
+depend on them; 5 Å atom cutoff) for the "atom grains / CGAA" ratio.
+
+Usage: ``python benchmarks/pareto.py [--rows NAME ...] [--sizes 800 3200 9600] [--config NAME=YAML]
+[--skip-mace] [--quick]``. Writes ``benchmarks/results/pareto.json``, ``pareto.md`` and
+``pareto.png`` (``--output-dir``). ``--quick`` (for the test): one evaluation, no warm-up.
+"""
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import numpy as np
+
+from common import (DATA, KJ_PER_EV, MACE_VERSION, ROOT, launch, machine, median_time, source_module,
+                    tiled_box, train_cgaa)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIGS = os.path.join(ROOT, "training", "configs")
+TRAIN = os.path.join(DATA, "solvent_xtb_train_200.xyz")
+TEST = os.path.join(DATA, "solvent_xtb_test.xyz")
+#: row -> how to get it: a CGAA training config (``config``, ``overrides``), a MACE size, or a
+#: shipped model name.
+ROWS = {
+    "cgaa-fast-recipe": dict(config="carbonates-fast-recipe.yaml"),
+    "cgaa-wide-recipe": dict(config="carbonates-wide-recipe.yaml"),
+    "cgaa-wide-grain-recipe": dict(config="carbonates-wide-grain-recipe.yaml"),
+    "atom-grains": dict(config="carbonates-xtb.yaml",
+                        overrides=dict(grains="atom", grain_kind="atom", model=dict(grain_cutoff=5.0))),
+    "mace-tutorial": dict(mace="tutorial"),
+    "mace-medium": dict(mace="medium"),
+    "shipped-carbonates-xtb": dict(shipped="carbonates-xtb"),
+    "shipped-carbonates-xtb-fast": dict(shipped="carbonates-xtb-fast"),
+}
+#: mace_run_train options by size: the tutorial's, and the medium model of the brief.
+MACE_SIZES = {
+    "tutorial": ["--num_channels=32", "--max_L=0", "--r_max=4.0", "--max_num_epochs=100", "--start_swa=80"],
+    "medium": ["--num_channels=64", "--max_L=1", "--correlation=3", "--r_max=5.0",
+               "--max_num_epochs=150", "--start_swa=120"],
+}
+ATOM_CUTOFF = 5.0
+
+
+# ---------------------------------------------------------------- workers (one subprocess each)
+
+def cgaa_worker(path: str, atoms: int, atom_grains: bool, quick: bool) -> dict:
+    """Timings of a CGAA model file on the tiled box (molecule grains, or its hyperparameters
+    with atom grains and untrained weights)."""
+    import openmm
+    import torch
+    from openmm import unit
+
+    from cgaa_openmm import CGAAPotential
+    from cgaa_openmm.model import CGAAModel
+    torch.set_num_threads(1)
+    topology, xyz = tiled_box(atoms)
+    potential = CGAAPotential.load(path)
+    grains = "molecule"
+    if atom_grains:
+        hp = dict(potential.model.hyperparameters, grain_cutoff=ATOM_CUTOFF)
+        model = CGAAModel(potential.model.elements, potential.model.atomic_energies.tolist(), **hp)
+        potential = CGAAPotential(model, dict(potential.metadata, grains="atom", grain_formulas=[]))
+        grains = "atom"
+    system = potential.createSystem(topology, grains=grains, precision="single")
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"),
+                             {"Threads": "1"})
+    context.setPositions(xyz)
+    positions = torch.tensor(xyz, dtype=torch.float32)
+    box = torch.tensor(np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)), dtype=torch.float32)
+    # Graph alone: the scripted module's prepare (checks, unwrapping, neighbour search, graph),
+    # compiled on its own (freezing inlines it into forward).
+    from e3nn.util.jit import script
+    prepare = script(potential.createModule(topology, grains=grains, precision="single").eval()).prepare
+    return timings(lambda: context.getState(getEnergy=True, getForces=True), lambda: prepare(positions, box),
+                   quick, atoms=atoms, energy_kj_mol=context.getState(getEnergy=True).getPotentialEnergy()
+                   .value_in_unit(unit.kilojoule_per_mole),
+                   parameters=sum(p.numel() for p in potential.model.parameters()))
+
+
+def mace_worker(path: str, atoms: int, quick: bool) -> dict:
+    """Timings of a trained MACE model file on the tiled box, in OpenMM (run in the MACE venv)."""
+    import mace  # noqa: F401  (sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which e3nn 0.4's torch.load needs)
+    import openmm
+    import openmmtorch
+    import torch
+    from ase import Atoms
+    from e3nn.util import jit
+    from mace.calculators import MACECalculator
+    from openmm import unit
+    torch.set_num_threads(1)
+    neighbors = source_module(os.path.join(ROOT, "cgaa_openmm", "neighbors.py"), "cgaa_neighbors")
+    topology, xyz = tiled_box(atoms)
+    numbers = [a.element.atomic_number for a in topology.atoms()]
+    model = torch.load(path, map_location="cpu", weights_only=False).float().eval()
+    table = [int(z) for z in model.atomic_numbers]
+    node_attrs = torch.nn.functional.one_hot(torch.tensor([table.index(z) for z in numbers]), len(table))
+    r_max = float(model.r_max)
+
+    class Graph(torch.nn.Module):
+        """Positions (nm), box (nm, rows) -> positions (Å), edges and shifts (Å) within r_max."""
+
+        def forward(self, positions: torch.Tensor, box: torch.Tensor):
+            r = positions * 10.0
+            cell = box * 10.0
+            i, j, shift = neighbors.neighbor_pairs(r, cell, True, r_max)
+            return r, torch.stack([i, j]), shift, cell
+
+    class MACEEnergy(torch.nn.Module):
+        """Energy (kJ/mol) of positions (nm) in a box (nm): what openmm-ml's MACE module returns."""
+
+        def __init__(self):
+            super().__init__()
+            self.graph = Graph()
+            self.model = model
+            self.register_buffer("node_attrs", node_attrs.to(torch.float32))
+            self.register_buffer("batch", torch.zeros(len(numbers), dtype=torch.long))
+            self.register_buffer("ptr", torch.tensor([0, len(numbers)]))
+
+        def forward(self, positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+            r, edges, shift, cell = self.graph(positions, box)
+            data = {"positions": r, "node_attrs": self.node_attrs, "edge_index": edges, "shifts": shift,
+                    "unit_shifts": torch.zeros_like(shift), "cell": cell, "batch": self.batch, "ptr": self.ptr}
+            energy = self.model(data, compute_force=False)["energy"]
+            assert energy is not None
+            return energy.sum() * 96.48533212331
+
+    module = jit.compile(MACEEnergy())
+    force = openmmtorch.TorchForce(module)
+    force.setUsesPeriodicBoundaryConditions(True)
+    system = openmm.System()
+    for atom in topology.atoms():
+        system.addParticle(atom.element.mass)
+    system.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
+    system.addForce(force)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"),
+                             {"Threads": "1"})
+    context.setPositions(xyz)
+    positions = torch.tensor(xyz, dtype=torch.float32)
+    box = torch.tensor(np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)), dtype=torch.float32)
+    graph = jit.compile(Graph())
+    energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    extra = dict(atoms=atoms, energy_kj_mol=energy, parameters=sum(p.numel() for p in model.parameters()),
+                 path="TorchScript (e3nn jit.compile) in an openmmtorch.TorchForce, float32, energy only")
+    if atoms <= 800:  # the same energy from mace's own calculator (its matscipy graph)
+        calc = MACECalculator(model_paths=path, device="cpu", default_dtype="float32")
+        ase_atoms = Atoms(numbers=numbers, positions=10.0 * xyz, pbc=True,
+                          cell=np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom)))
+        extra["energy_mace_calculator_kj_mol"] = KJ_PER_EV * float(calc.get_potential_energy(ase_atoms))
+    return timings(lambda: context.getState(getEnergy=True, getForces=True), lambda: graph(positions, box),
+                   quick, **extra)
+
+
+def timings(total, graph, quick: bool, **extra) -> dict:
+    """Median total and graph times (ms) and their difference, the model's."""
+    repeats, warmup = (1, 0) if quick else (5, 2)
+    t = median_time(total, repeats, warmup)
+    g = median_time(graph, repeats, warmup)
+    return dict(extra, total_ms=t["median_ms"], total_times_ms=t["times_ms"], graph_ms=g["median_ms"],
+                model_ms=t["median_ms"] - g["median_ms"], us_per_atom=1e3 * t["median_ms"] / extra["atoms"],
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, load_average=os.getloadavg()[0])
+
+
+# ---------------------------------------------------------------- driver
+
+def mace_python(venv: str) -> str:
+    """The MACE venv's python, built on first use (its e3nn 0.4.4 shadows ours there only)."""
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.exists(python):
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", f"mace-torch=={MACE_VERSION}"], check=True)
+    return python
+
+
+def train_mace(size: str, venv: str, runs: str) -> str:
+    """Train (or reuse) MACE of ``size`` on the 200 configurations; the stage-two model's path."""
+    mace_python(venv)
+    work = os.path.join(runs, f"mace-{size}")
+    os.makedirs(work, exist_ok=True)
+    stage_two = os.path.join(work, f"mace-{size}_stagetwo.model")
+    if not os.path.exists(stage_two):
+        # E0s from the file's isolated atoms, as in the tutorial; --restart_latest resumes.
+        command = [os.path.join(venv, "bin", "mace_run_train"), f"--name=mace-{size}", "--work_dir=.",
+                   f"--train_file={TRAIN}", "--valid_fraction=0.10", "--E0s=isolated", "--energy_key=energy_xtb",
+                   "--forces_key=forces_xtb", "--model=MACE", "--batch_size=10", "--swa", "--ema",
+                   "--ema_decay=0.99", "--amsgrad", "--device=cpu", "--default_dtype=float64", "--seed=123",
+                   "--restart_latest", *MACE_SIZES[size]]
+        print(f"== training MACE ({size}): {' '.join(command)}", flush=True)
+        with open(os.path.join(work, "train.log"), "a") as log:
+            subprocess.run(command, check=True, cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                           env=dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE"))
+    return stage_two
+
+
+def file_sha(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def test_errors(name: str, path: str, kind: str, test_file: str, venv: str, runs: str) -> dict:
+    """Errors on ``test_file`` (cached by model file and test file)."""
+    cache = os.path.join(runs, f"{name}.test.json")
+    key = f"{file_sha(path)}:{os.path.basename(test_file)}"
+    if os.path.exists(cache):
+        cached = json.load(open(cache))
+        if cached.get("key") == key:
+            return cached["errors"]
+    if kind == "mace":
+        predictions = os.path.join(runs, f"{name}.test_predictions.xyz")
+        subprocess.run([os.path.join(venv, "bin", "mace_eval_configs"), f"--configs={test_file}", f"--model={path}",
+                        f"--output={predictions}", "--device=cpu", "--default_dtype=float64"], check=True)
+        errors = mace_errors(predictions, test_file)
+    else:
+        from training.evaluate import evaluate_file
+        errors = evaluate_file(path, test_file)
+    with open(cache, "w") as f:
+        json.dump(dict(key=key, errors=errors), f)
+    return errors
+
+
+def mace_errors(predictions: str, test_file: str) -> dict:
+    import torch
+    from ase.io import read
+
+    from training.metrics import error_metrics
+    frames = [a for a in read(predictions, index=":") if a.info.get("config_type") != "IsolatedAtom"]
+    e_pred = torch.tensor([a.info["MACE_energy"] for a in frames])
+    e_ref = torch.tensor([a.info["energy_xtb"] for a in frames])
+    n = torch.tensor([float(len(a)) for a in frames])
+    f_pred = torch.tensor(np.concatenate([a.arrays["MACE_forces"] for a in frames]))
+    f_ref = torch.tensor(np.concatenate([a.arrays["forces_xtb"] for a in frames]))
+    return dict(error_metrics(e_pred, e_ref, n, f_pred, f_ref), n_configs=len(frames),
+                data=os.path.basename(test_file))
+
+
+def describe(name: str, spec: dict, path: str) -> str:
+    """A row's label: what it is, in a few words."""
+    if "mace" in spec:
+        return f"MACE {MACE_VERSION}, {spec['mace']} size ({' '.join(MACE_SIZES[spec['mace']][:3])})"
+    from cgaa_openmm.modelfile import load_model
+    model, _ = load_model(path)
+    hp = model.hyperparameters
+    what = "atom grains" if "grains" in spec.get("overrides", {}) else "CGAA"
+    if "shipped" in spec:
+        what = f"shipped {spec['shipped']}"
+    return (f"{what}: {hp['channels']} ch, L {hp['lmax']}, {hp.get('embed_layers', 1)} {hp.get('embed_kind', '')} "
+            f"layers, {hp.get('interactions', 1)} interactions, {hp.get('grain_products', 0)} grain products")
+
+
+def row_path(name: str, spec: dict, args) -> str:
+    if "mace" in spec:
+        return train_mace(spec["mace"], args.mace_venv, args.runs)
+    if "shipped" in spec:
+        from cgaa_openmm.potential import resolve_model_path
+        return resolve_model_path(spec["shipped"])
+    config = spec["config"] if os.path.isabs(spec["config"]) else os.path.join(CONFIGS, spec["config"])
+    return train_cgaa(config, name, args.runs, spec.get("overrides"))
+
+
+def time_row(name: str, spec: dict, path: str, atoms: int, args, atom_grains: bool = False) -> dict:
+    python = os.path.join(args.mace_venv, "bin", "python") if "mace" in spec else sys.executable
+    command = [python, os.path.abspath(__file__), "--worker", "mace" if "mace" in spec else "cgaa",
+               "--model-path", path, "--atoms", str(atoms)] + (["--atom-grains"] if atom_grains else []) \
+        + (["--quick"] if args.quick else [])
+    log = os.path.join(args.runs, "logs", f"{name}{'-as-atoms' if atom_grains else ''}-{atoms}.log")
+    print(f"== timing {name}{' (atom grains)' if atom_grains else ''} at {atoms} atoms", flush=True)
+    return launch(command, log, args.timeout, args.max_rss_gb * 1024)
+
+
+def save(path: str, results: dict) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def ratio(results: dict, slow: str, fast: str, atoms: int, key: str = "total_ms"):
+    """Time of row ``slow`` over row ``fast`` at ``atoms`` (None if either is missing)."""
+    a = results["rows"].get(slow, {}).get("timings", {}).get(str(atoms), {})
+    b = results["rows"].get(fast, {}).get("timings", {}).get(str(atoms), {})
+    return a[key] / b[key] if key in a and key in b else None
+
+
+def targets(results: dict, atoms: int) -> list:
+    """The issue's targets for the shipped models, measured or not."""
+    rows = results["rows"]
+
+    def rmse(name):
+        return rows.get(name, {}).get("errors", {}).get("forces_rmse")
+
+    def atom_ratio(name):
+        row = rows.get(name, {})
+        a, b = row.get("atom_grain_timings", {}).get(str(atoms), {}), row.get("timings", {}).get(str(atoms), {})
+        return a["total_ms"] / b["total_ms"] if "total_ms" in a and "total_ms" in b else None
+    default, fast = "shipped-carbonates-xtb", "shipped-carbonates-xtb-fast"
+    checks = [
+        (f"{default}: test force RMSE ≤ 0.150 eV/Å", rmse(default), lambda v: v <= 0.150),
+        (f"{default}: ≥ 20× faster than MACE medium at {atoms} atoms",
+         ratio(results, "mace-medium", default, atoms), lambda v: v >= 20),
+        (f"{default}: ≥ 20× faster than atom grains of its hyperparameters at {atoms} atoms", atom_ratio(default),
+         lambda v: v >= 20),
+        (f"{fast}: test force RMSE ≤ MACE tutorial's ({rmse('mace-tutorial') or float('nan'):.3f})", rmse(fast),
+         lambda v: rmse("mace-tutorial") is not None and v <= rmse("mace-tutorial")),
+        (f"{fast}: ≥ 10× faster than MACE tutorial at {atoms} atoms", ratio(results, "mace-tutorial", fast, atoms),
+         lambda v: v >= 10),
+    ]
+    return [dict(target=t, value=v, met=None if v is None else bool(ok(v))) for t, v, ok in checks]
+
+
+def table(results: dict) -> str:
+    sizes = results["sizes"]
+    big = max(sizes)
+    head = ["row", "what", "parameters", "force RMSE (eV/Å)", "energy RMSE (meV/atom)"]
+    head += [f"µs/atom at {n}: total (model + graph)" for n in sizes]
+    head += [f"MACE medium / row at {big}", f"atom grains / row at {big}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, row in results["rows"].items():
+        errors = row.get("errors", {})
+        cells = [name, row.get("what", ""), str(next((t.get("parameters") for t in row.get("timings", {}).values()
+                                                      if "parameters" in t), "")),
+                 f"{errors['forces_rmse']:.3f}" if "forces_rmse" in errors else "",
+                 f"{errors['energy_rmse_mev_per_atom']:.2f}" if "energy_rmse_mev_per_atom" in errors else ""]
+        for n in sizes:
+            t = row.get("timings", {}).get(str(n), {})
+            if "total_ms" in t:
+                cells.append(f"{t['us_per_atom']:.0f} ({1e3 * t['model_ms'] / n:.0f} + {1e3 * t['graph_ms'] / n:.0f})")
+            else:
+                cells.append(t.get("status", ""))
+        r = ratio(results, "mace-medium", name, big)
+        cells.append(f"{r:.1f}×" if r else "")
+        a, b = row.get("atom_grain_timings", {}).get(str(big), {}), row.get("timings", {}).get(str(big), {})
+        cells.append(f"{a['total_ms'] / b['total_ms']:.1f}×" if "total_ms" in a and "total_ms" in b else
+                     a.get("status", ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| target | measured | met |", "| --- | --- | --- |"]
+    for t in results.get("targets", []):
+        value = "" if t["value"] is None else f"{t['value']:.3f}"
+        lines.append(f"| {t['target']} | {value} | {'' if t['met'] is None else ('yes' if t['met'] else 'no')} |")
+    m = results["machine"]
+    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores; one thread per evaluation, float32, OpenMM CPU platform. "
+              f"Test set: {results['test_file']} ({results.get('n_test_configs', '?')} configurations)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sizes = results["sizes"]
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 4), squeeze=False)
+    for ax, n in zip(axes[0], sizes):
+        for name, row in results["rows"].items():
+            t = row.get("timings", {}).get(str(n), {})
+            e = row.get("errors", {}).get("forces_rmse")
+            if "us_per_atom" not in t or e is None:
+                continue
+            marker = "*" if name.startswith("mace") else ("s" if name.startswith("atom") else
+                                                          "D" if name.startswith("shipped") else "o")
+            ax.scatter(t["us_per_atom"], e, marker=marker, s=60)
+            ax.annotate(name, (t["us_per_atom"], e), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"µs per atom per energy+forces, {n} atoms (1 thread)")
+        ax.set_ylabel("test force RMSE (eV/Å)")
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", nargs="*", help=f"rows to run (default: all of {', '.join(ROWS)})")
+    parser.add_argument("--config", action="append", default=[], metavar="NAME=YAML",
+                        help="an extra CGAA row from a training config")
+    parser.add_argument("--sizes", nargs="*", type=int, default=[800, 3200, 9600])
+    parser.add_argument("--test-file", default=TEST)
+    parser.add_argument("--skip-mace", action="store_true")
+    parser.add_argument("--mace-venv", default=os.path.join(HERE, ".venv-mace"))
+    parser.add_argument("--runs", default=os.path.join(HERE, "runs", "pareto"))
+    parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per timing subprocess")
+    parser.add_argument("--max-rss-gb", type=float, default=20.0, help="RSS limit per timing subprocess")
+    parser.add_argument("--quick", action="store_true", help="one evaluation per timing, no warm-up")
+    parser.add_argument("--worker", choices=["cgaa", "mace"], help=argparse.SUPPRESS)
+    parser.add_argument("--model-path", help=argparse.SUPPRESS)
+    parser.add_argument("--atoms", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--atom-grains", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        if args.worker == "mace":
+            result = mace_worker(args.model_path, args.atoms, args.quick)
+        else:
+            result = cgaa_worker(args.model_path, args.atoms, args.atom_grains, args.quick)
+        print(json.dumps(result))
+        return
+    rows = dict(ROWS)
+    for item in args.config:
+        name, _, config = item.partition("=")
+        rows[name] = dict(config=os.path.abspath(config))
+    chosen = args.rows if args.rows is not None else list(rows)
+    if args.skip_mace:
+        chosen = [r for r in chosen if "mace" not in rows[r]]
+    unknown = sorted(set(chosen) - set(rows))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; known: {sorted(rows)}")
+    os.makedirs(args.runs, exist_ok=True)
+    os.makedirs(args.output_dir, exist_ok=True)
+    out = os.path.join(args.output_dir, "pareto.json")
+    results = json.load(open(out)) if os.path.exists(out) else {}
+    results.setdefault("rows", {})
+    results.update(machine=machine(), sizes=sorted(args.sizes), train_file=os.path.basename(TRAIN),
+                   test_file=os.path.basename(args.test_file), threads=1, precision="float32",
+                   command="python benchmarks/pareto.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    for name in chosen:
+        spec = rows[name]
+        path = row_path(name, spec, args)
+        kind = "mace" if "mace" in spec else "cgaa"
+        row = results["rows"].setdefault(name, {})
+        row.update(what=describe(name, spec, path), model_file=os.path.relpath(path, ROOT),
+                   errors=test_errors(name, path, kind, args.test_file, args.mace_venv, args.runs))
+        results["n_test_configs"] = row["errors"].get("n_configs")
+        row.setdefault("timings", {})
+        row.setdefault("atom_grain_timings", {})
+        for atoms in sorted(args.sizes):
+            row["timings"][str(atoms)] = time_row(name, spec, path, atoms, args)
+            save(out, results)
+            if kind == "cgaa" and "overrides" not in spec:
+                row["atom_grain_timings"][str(atoms)] = time_row(name, spec, path, atoms, args, atom_grains=True)
+                save(out, results)
+    results["targets"] = targets(results, max(args.sizes))
+    save(out, results)
+    with open(os.path.join(args.output_dir, "pareto.md"), "w") as f:
+        f.write(table(results))
+    plot(results, os.path.join(args.output_dir, "pareto.png"))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
