@@ -1,9 +1,14 @@
 """cgaa-openmm: coarse-grained all-atom machine-learning force fields for OpenMM."""
+import re
+
 from setuptools import find_packages, setup
+
+# The version lives in one place, the package.
+VERSION = re.search(r'^__version__ = "([^"]+)"', open("cgaa_openmm/__init__.py").read(), re.M).group(1)
 
 setup(
     name="cgaa-openmm",
-    version="0.1.0",
+    version=VERSION,
     description="Coarse-grained all-atom (CGAA) equivariant ML force fields as OpenMM TorchForces",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
@@ -30,7 +35,8 @@ setup(
         "tblite==0.8.0",     # GFN2-xTB labels for new configurations (the level of the carbonate data)
     ],
     extras_require={
-        "test": ["pytest", "mkdocs==1.6.1"],   # mkdocs: the docs site, built --strict by the tests
+        "test": ["pytest", "mkdocs==1.6.1",     # mkdocs: the docs site, built --strict by the tests
+                 "ruff==0.14.6"],                     # lint (ruff.toml), run by tests/test_lint.py
         # CUDA platform plugins of OpenMM and openmm-torch for PyPI's torch (CUDA 12.8): docs/gpu.md
         "cuda12": ["openmm[cuda12]==8.4.0.post2", "openmmtorch[cuda12]==1.5"],
     },

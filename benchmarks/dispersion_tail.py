@@ -59,7 +59,8 @@ def main():
     molecule = np.array([atom.residue.index for atom in frame.topology.atoms])
     mass = sum(atom.element.mass for atom in frame.topology.atoms)
     density = float(mass / abs(np.linalg.det(box))) * 1.66053906660
-    results = dict(pdb=os.path.basename(args.pdb), atoms=len(numbers), density_g_per_ml=density, method="D4 two-body, GFN2-xTB damping (dftd4)", tails=[])
+    results = dict(pdb=os.path.basename(args.pdb), atoms=len(numbers), density_g_per_ml=density,
+                   method="D4 two-body, GFN2-xTB damping (dftd4)", tails=[])
     volumes, energies = {}, {}
     for scale in (0.99, 1.0, 1.01):
         moved, cell = rigidly_scaled(positions, box, molecule, scale)

@@ -52,6 +52,8 @@ ROWS = {
     "cgaa-fast-recipe": dict(config="carbonates-fast-recipe.yaml"),
     "cgaa-wide-recipe": dict(config="carbonates-wide-recipe.yaml"),
     "cgaa-wide-grain-recipe": dict(config="carbonates-wide-grain-recipe.yaml"),
+    "cgaa-fast-distilled": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
+                                overrides=dict(epochs=50, stage_two_epoch=38)),
     "atom-grains": dict(config="carbonates-xtb.yaml",
                         overrides=dict(grains="atom", grain_kind="atom", model=dict(grain_cutoff=5.0))),
     "mace-tutorial": dict(mace="tutorial"),
@@ -66,6 +68,9 @@ MACE_SIZES = {
                "--max_num_epochs=150", "--start_swa=120"],
 }
 ATOM_CUTOFF = 5.0
+#: Knowledge distillation: rattled copies (Gaussian, these standard deviations in Å) of every
+#: configuration the teacher trained on, labelled by the teacher.
+RATTLE_SIGMAS = (0.03, 0.08)
 
 
 # ---------------------------------------------------------------- workers (one subprocess each)
@@ -267,6 +272,8 @@ def describe(name: str, spec: dict, path: str) -> str:
     model, _ = load_model(path)
     hp = model.hyperparameters
     what = "atom grains" if "grains" in spec.get("overrides", {}) else "CGAA"
+    if "distill" in spec:
+        what = f"CGAA distilled from MACE {spec['distill']} ({len(RATTLE_SIGMAS)} rattled copies per config)"
     if "shipped" in spec:
         what = f"shipped {spec['shipped']}"
     return (f"{what}: {hp['channels']} ch, L {hp['lmax']}, {hp.get('embed_layers', 1)} {hp.get('embed_kind', '')} "
@@ -280,7 +287,54 @@ def row_path(name: str, spec: dict, args) -> str:
         from cgaa_openmm.potential import resolve_model_path
         return resolve_model_path(spec["shipped"])
     config = spec["config"] if os.path.isabs(spec["config"]) else os.path.join(CONFIGS, spec["config"])
-    return train_cgaa(config, name, args.runs, spec.get("overrides"))
+    overrides = dict(spec.get("overrides", {}))
+    if "distill" in spec:
+        overrides.update(teacher_data(spec["distill"], args))
+    return train_cgaa(config, name, args.runs, overrides)
+
+
+def teacher_data(size: str, args) -> dict:
+    """Training files of a student of MACE ``size``: the teacher's own training and validation
+    configurations of the 200 (its split), and rattled copies of its training ones labelled by
+    it (``RATTLE_SIGMAS``, seed 0), written as ``energy_xtb``/``forces_xtb`` with
+    ``label_source`` saying whose labels they are. Returns the config overrides."""
+    from ase.io import read, write
+    teacher = train_mace(size, args.mace_venv, args.runs)
+    work = os.path.join(args.runs, f"distill-{size}")
+    files = {k: os.path.join(work, f"{k}.xyz") for k in ("train", "valid", "teacher")}
+    if not all(os.path.exists(f) for f in files.values()):
+        os.makedirs(work, exist_ok=True)
+        frames = read(TRAIN, index=":")
+        isolated = [a for a in frames if a.info.get("config_type") == "IsolatedAtom"]
+        clusters = [a for a in frames if a.info.get("config_type") != "IsolatedAtom"]
+        valid_ids = {int(line) for line in open(os.path.join(os.path.dirname(teacher),
+                                                             f"mace-{size}_valid_indices_123.txt"))}
+        train = [a for i, a in enumerate(clusters) if i not in valid_ids]
+        write(files["valid"], [a for i, a in enumerate(clusters) if i in valid_ids])
+        rng = np.random.default_rng(0)
+        rattled = []
+        for atoms in train:
+            for sigma in RATTLE_SIGMAS:
+                copy = atoms.copy()
+                copy.positions += rng.normal(scale=sigma, size=copy.positions.shape)
+                copy.info = dict(Comp=atoms.info.get("Comp"), rattle_sigma=sigma)
+                copy.arrays = {k: v for k, v in copy.arrays.items() if k in ("numbers", "positions", "molID")}
+                rattled.append(copy)
+        unlabelled = os.path.join(work, "rattled.xyz")
+        write(unlabelled, rattled)
+        predictions = os.path.join(work, "rattled_predictions.xyz")
+        subprocess.run([os.path.join(args.mace_venv, "bin", "mace_eval_configs"), f"--configs={unlabelled}",
+                        f"--model={teacher}", f"--output={predictions}", "--device=cpu", "--default_dtype=float64"],
+                       check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        labelled = []
+        for atoms in read(predictions, index=":"):
+            atoms.info["energy_xtb"] = atoms.info.pop("MACE_energy")
+            atoms.arrays["forces_xtb"] = atoms.arrays.pop("MACE_forces")
+            atoms.info["label_source"] = f"MACE {size} teacher ({os.path.basename(teacher)})"
+            labelled.append(atoms)
+        write(files["teacher"], labelled)
+        write(files["train"], isolated + train)
+    return dict(train_file=files["train"], valid_file=files["valid"], extra_train_files=[files["teacher"]])
 
 
 def time_row(name: str, spec: dict, path: str, atoms: int, args, atom_grains: bool = False) -> dict:

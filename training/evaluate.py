@@ -28,8 +28,11 @@ def evaluate(model, configs: Sequence[Config], elements, dtype, batch_size: int 
         batch = collate(configs[start:start + batch_size], elements, dtype)
         with_stress = bool(batch["has_stress"].any())
         energy, forces, *stress = predict(model, batch, stress=with_stress)
-        e_pred.append(energy.detach()); e_ref.append(batch["energy"]); n.append(batch["n_atoms"])
-        f_pred.append(forces.detach()); f_ref.append(batch["forces"])
+        e_pred.append(energy.detach())
+        e_ref.append(batch["energy"])
+        n.append(batch["n_atoms"])
+        f_pred.append(forces.detach())
+        f_ref.append(batch["forces"])
         if with_stress:
             s_error.append((stress[0].detach() - batch["stress"])[batch["has_stress"]])
     e_pred, e_ref, n, f_pred, f_ref = (torch.cat(x) for x in (e_pred, e_ref, n, f_pred, f_ref))

@@ -196,7 +196,9 @@ def train(config: Dict[str, Any], resume: bool = False) -> Dict[str, Any]:
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     dtype = DTYPES[config["dtype"]]
-    torch.manual_seed(config["seed"]); random.seed(config["seed"]); np.random.seed(config["seed"])
+    torch.manual_seed(config["seed"])
+    random.seed(config["seed"])
+    np.random.seed(config["seed"])
     data = prepare(config)
     train_set, valid, elements = data["train"], data["valid"], data["elements"]
     if len(train_set) < world:
@@ -220,8 +222,10 @@ def train(config: Dict[str, Any], resume: bool = False) -> Dict[str, Any]:
         if state["config_sha256"] != config_hash(config):
             raise ConfigError(f"--resume: {ckpt} was written with a different config; "
                              f"start afresh without --resume or restore that config")
-        model.load_state_dict(state["model"]); ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"]); scheduler.load_state_dict(state["scheduler"])
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, best_epoch, log = state["epoch"], state["best"], state["best_epoch"], state["log"]
         if main_process:
             print(f"resumed from {ckpt} after epoch {start_epoch}", flush=True)
