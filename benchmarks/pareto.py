@@ -111,16 +111,18 @@ def cgaa_worker(path: str, atoms: int, atom_grains: bool, quick: bool) -> dict:
 
 def mace_worker(path: str, atoms: int, quick: bool) -> dict:
     """Timings of a trained MACE model file on the tiled box, in OpenMM (run in the MACE venv)."""
-    import mace  # noqa: F401  (sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which e3nn 0.4's torch.load needs)
-    import openmm
+    import torch  # first: it loads the CUDA runtime libraries that openmm-torch links to (and mace,
+    import openmm  # imported before openmm-torch, leaves them unfound)
     import openmmtorch
-    import torch
+
+    import mace  # noqa: F401  (sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which e3nn 0.4's torch.load needs)
     from ase import Atoms
     from e3nn.util import jit
+    from e3nn.util.jit import compile_mode
     from mace.calculators import MACECalculator
     from openmm import unit
     torch.set_num_threads(1)
-    neighbors = source_module(os.path.join(ROOT, "cgaa_openmm", "neighbors.py"), "cgaa_neighbors")
+    neighbor_pairs = source_module(os.path.join(ROOT, "cgaa_openmm", "neighbors.py"), "cgaa_neighbors").neighbor_pairs
     topology, xyz = tiled_box(atoms)
     numbers = [a.element.atomic_number for a in topology.atoms()]
     model = torch.load(path, map_location="cpu", weights_only=False).float().eval()
@@ -128,15 +130,21 @@ def mace_worker(path: str, atoms: int, quick: bool) -> dict:
     node_attrs = torch.nn.functional.one_hot(torch.tensor([table.index(z) for z in numbers]), len(table))
     r_max = float(model.r_max)
 
+    @compile_mode("script")
     class Graph(torch.nn.Module):
         """Positions (nm), box (nm, rows) -> positions (Å), edges and shifts (Å) within r_max."""
 
+        def __init__(self):
+            super().__init__()
+            self.r_max = r_max
+
         def forward(self, positions: torch.Tensor, box: torch.Tensor):
-            r = positions * 10.0
-            cell = box * 10.0
-            i, j, shift = neighbors.neighbor_pairs(r, cell, True, r_max)
+            r = positions.to(torch.float32) * 10.0  # the CPU platform passes float64
+            cell = box.to(torch.float32) * 10.0
+            i, j, shift = neighbor_pairs(r, cell, True, self.r_max)
             return r, torch.stack([i, j]), shift, cell
 
+    @compile_mode("script")
     class MACEEnergy(torch.nn.Module):
         """Energy (kJ/mol) of positions (nm) in a box (nm): what openmm-ml's MACE module returns."""
 
@@ -156,8 +164,12 @@ def mace_worker(path: str, atoms: int, quick: bool) -> dict:
             assert energy is not None
             return energy.sum() * 96.48533212331
 
-    module = jit.compile(MACEEnergy())
-    force = openmmtorch.TorchForce(module)
+    # Frozen (every method call inlined; the TorchForce's clone of an unfrozen module misses the
+    # submodules' methods), and passed through a file: openmm-torch's constructor does not take the
+    # module object in this venv.
+    scripted = os.path.join(os.path.dirname(os.path.abspath(path)), f"openmm-{atoms}.pt")
+    torch.jit.freeze(jit.compile(MACEEnergy()).eval()).save(scripted)
+    force = openmmtorch.TorchForce(scripted)
     force.setUsesPeriodicBoundaryConditions(True)
     system = openmm.System()
     for atom in topology.atoms():
