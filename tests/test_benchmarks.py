@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 
 import numpy as np
+import pytest
 from ase.io import read
 
 from cgaa_openmm.grains import hill_formula
@@ -47,6 +48,7 @@ def test_eos_pressure_is_minus_the_volume_derivative():
     assert pressure(energy, volume, [0.98, 1.0, 1.02]) is None
 
 
+@pytest.mark.slow
 def test_eos_script_on_a_small_periodic_box(tmp_path):
     """Three molecules in a 12.5 Å box: xTB and the shipped model at three scales, pressures reported."""
     sys.path.insert(0, os.path.join(ROOT, "example_systems"))
@@ -100,6 +102,7 @@ def test_pressure_benchmark_agrees_with_evaluate(tmp_path):
     assert abs(atomic["mean_kbar"] - errors["pressure_error_mean_kbar"]) < 1e-2  # float64 here, float32 there
 
 
+@pytest.mark.slow
 def test_pareto_on_the_smallest_box_with_a_tiny_model(tmp_path):
     """benchmarks/pareto.py end to end: a tiny CGAA config trained, tested, timed (molecule and atom
     grains) at 800 atoms, its graph time apart; the table, plot and targets written."""

@@ -62,6 +62,7 @@ def readme_command():
     return line.split("&&", 1)[1].split()
 
 
+@pytest.mark.slow
 def test_readme_first_command(tmp_path):
     """The README's ``cgaa-openmm simulate`` command (about a minute on two cores): reports near 300 K from
     the start (an equilibrated box, velocities drawn at 300 K, no minimisation that drains it), and no

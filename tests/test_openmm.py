@@ -38,14 +38,15 @@ def module_energy_forces(potential, topology, positions_nm, box_nm=None):
 
 
 @pytest.mark.parametrize("name", sorted(n for n in NAMED_MODELS if n.startswith("carbonates")))
-@pytest.mark.parametrize("platform", ["Reference", "CPU", "OpenCL"])
+@pytest.mark.parametrize("platform", ["Reference", "CPU", pytest.param("OpenCL", marks=pytest.mark.opencl),
+                                      pytest.param("CUDA", marks=pytest.mark.cuda)])
 def test_openmm_matches_model(name, box, platform):
     """Every shipped carbonate model, as a TorchForce on every platform, gives the eager model's
     energy and forces (the peptide model's are in test_peptides.py)."""
     potential = CGAAPotential.load(name)
     if platform not in PLATFORMS:
         pytest.skip(f"OpenMM platform {platform} not available here (OpenCL needs libOpenCL.so.1 and an ICD "
-                    f"such as pocl-opencl-icd)")
+                    f"such as pocl-opencl-icd; CUDA a GPU and the cuda12 extra)")
     system = potential.createSystem(box.topology)
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform))
     context.setPositions(box.positions)

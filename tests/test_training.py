@@ -166,6 +166,7 @@ def final_validation(run_dir):
     return dict(zip(header, map(float, last))), len(rows) - 1
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
     epochs = 6
     straight = write_config(tmp_path, "straight.yaml", epochs=epochs, output=str(tmp_path / "a.pt"))
@@ -204,6 +205,7 @@ def test_resume_refuses_a_changed_config(tmp_path):
     assert result.returncode != 0 and "different config" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_give_the_same_first_step_gradients(tmp_path):
     path = write_config(tmp_path, batch_size=5, model=dict(TINY_MODEL, channels=4), dtype="float64")
     helper = os.path.join(ROOT, "tests", "ddp_first_step.py")

@@ -166,12 +166,13 @@ def reference(system, pdb):
     return evaluate(system, pdb.positions)
 
 
-@pytest.mark.parametrize("platform", ["CPU", "OpenCL"])
+@pytest.mark.parametrize("platform", ["CPU", pytest.param("OpenCL", marks=pytest.mark.opencl),
+                                      pytest.param("CUDA", marks=pytest.mark.cuda)])
 def test_platforms_agree(system, pdb, reference, platform):
     """CPU and OpenCL give the Reference platform's energy and forces to 1e-4 (relative)."""
     if platform not in PLATFORMS:
         pytest.skip(f"OpenMM platform {platform} not available here (OpenCL needs libOpenCL.so.1 and an ICD "
-                    f"such as pocl-opencl-icd)")
+                    f"such as pocl-opencl-icd; CUDA a GPU and the cuda12 extra)")
     energy, forces = evaluate(system, pdb.positions, platform)
     ref_energy, ref_forces = reference
     de = abs(energy - ref_energy)
