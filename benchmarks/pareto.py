@@ -36,6 +36,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -359,10 +360,16 @@ def time_row(name: str, spec: dict, path: str, atoms: int, args, atom_grains: bo
     return launch(command, log, args.timeout, args.max_rss_gb * 1024)
 
 
-def save(path: str, results: dict) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + ".tmp", path)
+def save(path: str, results: dict, rows: list) -> dict:
+    """Write ``results`` with its ``rows`` merged into the file's other rows (re-read first: runs
+    of this script for different rows may overlap); returns the merged results."""
+    merged = json.load(open(path)) if os.path.exists(path) else {}
+    merged.update({k: v for k, v in results.items() if k != "rows"})
+    merged.setdefault("rows", {}).update({name: results["rows"][name] for name in rows if name in results["rows"]})
+    with open(path + f".{os.getpid()}.tmp", "w") as f:
+        json.dump(merged, f, indent=1)
+    os.replace(path + f".{os.getpid()}.tmp", path)
+    return merged
 
 
 def ratio(results: dict, slow: str, fast: str, atoms: int, key: str = "total_ms"):
@@ -403,7 +410,7 @@ def table(results: dict) -> str:
     big = max(sizes)
     head = ["row", "what", "parameters", "force RMSE (eV/Å)", "energy RMSE (meV/atom)"]
     head += [f"µs/atom at {n}: total (model + graph)" for n in sizes]
-    head += [f"MACE medium / row at {big}", f"atom grains / row at {big}"]
+    head += [f"MACE tutorial / row at {big}", f"MACE medium / row at {big}", f"atom grains / row at {big}"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, row in results["rows"].items():
         errors = row.get("errors", {})
@@ -417,8 +424,9 @@ def table(results: dict) -> str:
                 cells.append(f"{t['us_per_atom']:.0f} ({1e3 * t['model_ms'] / n:.0f} + {1e3 * t['graph_ms'] / n:.0f})")
             else:
                 cells.append(t.get("status", ""))
-        r = ratio(results, "mace-medium", name, big)
-        cells.append(f"{r:.1f}×" if r else "")
+        for mace in ("mace-tutorial", "mace-medium"):
+            r = ratio(results, mace, name, big)
+            cells.append(f"{r:.1f}×" if r else "")
         a, b = row.get("atom_grain_timings", {}).get(str(big), {}), row.get("timings", {}).get(str(big), {})
         cells.append(f"{a['total_ms'] / b['total_ms']:.1f}×" if "total_ms" in a and "total_ms" in b else
                      a.get("status", ""))
@@ -499,27 +507,28 @@ def main(argv=None):
     out = os.path.join(args.output_dir, "pareto.json")
     results = json.load(open(out)) if os.path.exists(out) else {}
     results.setdefault("rows", {})
-    results.update(machine=machine(), sizes=sorted(args.sizes), train_file=os.path.basename(TRAIN),
-                   test_file=os.path.basename(args.test_file), threads=1, precision="float32",
-                   command="python benchmarks/pareto.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    results.update(machine=machine(), sizes=sorted(set(results.get("sizes", [])) | set(args.sizes)),
+                   train_file=os.path.basename(TRAIN), test_file=os.path.basename(args.test_file), threads=1,
+                   precision="float32", command="python benchmarks/pareto.py")
     for name in chosen:
         spec = rows[name]
         path = row_path(name, spec, args)
         kind = "mace" if "mace" in spec else "cgaa"
         row = results["rows"].setdefault(name, {})
-        row.update(what=describe(name, spec, path), model_file=os.path.relpath(path, ROOT),
+        row.update(what=describe(name, spec, path), model_file=os.path.relpath(path, ROOT), measured=time.strftime("%F %T"),
                    errors=test_errors(name, path, kind, args.test_file, args.mace_venv, args.runs))
         results["n_test_configs"] = row["errors"].get("n_configs")
         row.setdefault("timings", {})
         row.setdefault("atom_grain_timings", {})
         for atoms in sorted(args.sizes):
             row["timings"][str(atoms)] = time_row(name, spec, path, atoms, args)
-            save(out, results)
-            if kind == "cgaa" and "overrides" not in spec:
+            save(out, results, [name])
+            if kind == "cgaa" and name != "atom-grains" and "distill" not in spec:  # a distilled row: its config's
                 row["atom_grain_timings"][str(atoms)] = time_row(name, spec, path, atoms, args, atom_grains=True)
-                save(out, results)
-    results["targets"] = targets(results, max(args.sizes))
-    save(out, results)
+                save(out, results, [name])
+    results = save(out, results, chosen)
+    results["targets"] = targets(results, max(results["sizes"]))
+    results = save(out, results, [])
     with open(os.path.join(args.output_dir, "pareto.md"), "w") as f:
         f.write(table(results))
     plot(results, os.path.join(args.output_dir, "pareto.png"))
