@@ -110,6 +110,7 @@ def train_cgaa(config_path: str, name: str, runs: str, overrides: dict = None) -
 
     from cgaa_openmm.modelfile import load_model
     from training.config import config_hash, load_config
+    runs = os.path.abspath(runs)
     config = dict(load_config(config_path), **(overrides or {}))
     config["output"] = os.path.join(runs, f"{name}.pt")
     config["run_dir"] = os.path.join(runs, name)

@@ -247,19 +247,51 @@ def test_errors(name: str, path: str, kind: str, test_file: str, venv: str, runs
     key = f"{file_sha(path)}:{os.path.basename(test_file)}"
     if os.path.exists(cache):
         cached = json.load(open(cache))
-        if cached.get("key") == key:
+        if cached.get("key") == key and "net_molecular_force_rmse" in cached["errors"]:
             return cached["errors"]
     if kind == "mace":
         predictions = os.path.join(runs, f"{name}.test_predictions.xyz")
         subprocess.run([os.path.join(venv, "bin", "mace_eval_configs"), f"--configs={test_file}", f"--model={path}",
                         f"--output={predictions}", "--device=cpu", "--default_dtype=float64"], check=True)
         errors = mace_errors(predictions, test_file)
+        forces = np.concatenate([a.arrays["MACE_forces"] for a in read_clusters(predictions)])
     else:
         from training.evaluate import evaluate_file
-        errors = evaluate_file(path, test_file)
+        errors, arrays = evaluate_file(path, test_file, return_arrays=True)
+        forces = np.asarray(arrays["forces_pred"]).reshape(-1, 3)
+    errors.update(force_breakdown(read_clusters(test_file), forces))
     with open(cache, "w") as f:
         json.dump(dict(key=key, errors=errors), f)
     return errors
+
+
+def read_clusters(path: str) -> list:
+    from ase.io import read
+    return [a for a in read(path, index=":") if a.info.get("config_type") != "IsolatedAtom"]
+
+
+def force_breakdown(frames: list, forces: np.ndarray) -> dict:
+    """Where the force error is (eV/Å): configurations whose largest reference force component
+    is below or above 10 eV/Å (strongly distorted molecules), and the net force on each molecule
+    (``molID``), the intermolecular part that the grain level carries, against its reference size."""
+    offsets = np.cumsum([0] + [len(a) for a in frames])
+    squared = {"below": [0.0, 0, 0], "above": [0.0, 0, 0]}  # sum of squares, components, configs
+    net_error, net_ref = [], []
+    for atoms, start, end in zip(frames, offsets[:-1], offsets[1:]):
+        ref, error = atoms.arrays["forces_xtb"], forces[start:end] - atoms.arrays["forces_xtb"]
+        bin_ = squared["below" if np.abs(ref).max() < 10.0 else "above"]
+        bin_[0] += float((error ** 2).sum())
+        bin_[1] += error.size
+        bin_[2] += 1
+        for m in np.unique(atoms.arrays["molID"]):
+            mine = atoms.arrays["molID"] == m
+            net_error.append(error[mine].sum(0))
+            net_ref.append(ref[mine].sum(0))
+    return dict(forces_rmse_max_force_below_10=(squared["below"][0] / max(squared["below"][1], 1)) ** 0.5,
+                forces_rmse_max_force_above_10=(squared["above"][0] / max(squared["above"][1], 1)) ** 0.5,
+                n_configs_max_force_above_10=squared["above"][2],
+                net_molecular_force_rmse=float(np.sqrt(np.mean(np.square(net_error)))),
+                net_molecular_force_reference_rms=float(np.sqrt(np.mean(np.square(net_ref)))))
 
 
 def mace_errors(predictions: str, test_file: str) -> dict:
@@ -408,7 +440,8 @@ def targets(results: dict, atoms: int) -> list:
 def table(results: dict) -> str:
     sizes = results["sizes"]
     big = max(sizes)
-    head = ["row", "what", "parameters", "force RMSE (eV/Å)", "energy RMSE (meV/atom)"]
+    head = ["row", "what", "parameters", "force RMSE (eV/Å)", "energy RMSE (meV/atom)",
+            "force RMSE, configs with max |F| < 10 / ≥ 10 eV/Å", "net molecular force RMSE (eV/Å)"]
     head += [f"µs/atom at {n}: total (model + graph)" for n in sizes]
     head += [f"MACE tutorial / row at {big}", f"MACE medium / row at {big}", f"atom grains / row at {big}"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -417,7 +450,10 @@ def table(results: dict) -> str:
         cells = [name, row.get("what", ""), str(next((t.get("parameters") for t in row.get("timings", {}).values()
                                                       if "parameters" in t), "")),
                  f"{errors['forces_rmse']:.3f}" if "forces_rmse" in errors else "",
-                 f"{errors['energy_rmse_mev_per_atom']:.2f}" if "energy_rmse_mev_per_atom" in errors else ""]
+                 f"{errors['energy_rmse_mev_per_atom']:.2f}" if "energy_rmse_mev_per_atom" in errors else "",
+                 f"{errors['forces_rmse_max_force_below_10']:.3f} / {errors['forces_rmse_max_force_above_10']:.3f}"
+                 if "forces_rmse_max_force_below_10" in errors else "",
+                 f"{errors['net_molecular_force_rmse']:.3f}" if "net_molecular_force_rmse" in errors else ""]
         for n in sizes:
             t = row.get("timings", {}).get(str(n), {})
             if "total_ms" in t:
@@ -437,8 +473,16 @@ def table(results: dict) -> str:
         lines.append(f"| {t['target']} | {value} | {'' if t['met'] is None else ('yes' if t['met'] else 'no')} |")
     m = results["machine"]
     lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores; one thread per evaluation, float32, OpenMM CPU platform. "
-              f"Test set: {results['test_file']} ({results.get('n_test_configs', '?')} configurations)."]
+              f"Test set: {results['test_file']} ({results.get('n_test_configs', '?')} configurations). Net molecular "
+              "force: the error of the sum of each molecule's atomic forces (the intermolecular force); predicting "
+              f"zero would give {reference_net(results)}."]
     return "\n".join(lines) + "\n"
+
+
+def reference_net(results: dict) -> str:
+    values = {round(r["errors"]["net_molecular_force_reference_rms"], 3) for r in results["rows"].values()
+              if "net_molecular_force_reference_rms" in r.get("errors", {})}
+    return " / ".join(f"{v:.3f} eV/Å" for v in sorted(values)) or "?"
 
 
 def plot(results: dict, path: str) -> None:

@@ -124,6 +124,10 @@ def test_pareto_on_the_smallest_box_with_a_tiny_model(tmp_path):
     for timing in (row["timings"]["800"], row["atom_grain_timings"]["800"]):
         assert timing["atoms"] == 800 and 0 < timing["graph_ms"] < timing["total_ms"]
         assert np.isclose(timing["model_ms"] + timing["graph_ms"], timing["total_ms"])
+    assert row["errors"]["n_configs_max_force_above_10"] == sum(np.abs(a.arrays["forces_xtb"]).max() >= 10
+                                                                for a in clusters)
+    net = [a.arrays["forces_xtb"][a.arrays["molID"] == m].sum(0) for a in clusters for m in set(a.arrays["molID"])]
+    assert np.isclose(row["errors"]["net_molecular_force_reference_rms"], np.sqrt(np.mean(np.square(net))))
     assert row["timings"]["800"]["parameters"] > 0
     assert np.isfinite(row["timings"]["800"]["energy_kj_mol"])
     assert "| tiny |" in (out / "pareto.md").read_text()

@@ -6,7 +6,7 @@ meV/atom, eV/Å.
 import argparse
 import json
 import os
-from typing import Dict, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -67,9 +67,11 @@ def predict_frame(model, atoms, grain_key: str = "molID"):
 def evaluate_file(model_path: str, data_path: str, grains: str = None, grain_key: str = "molID",
                   energy_key: str = "energy_xtb", forces_key: str = "forces_xtb", energy_unit: str = "eV",
                   length_unit: str = "angstrom", topology_file: str = None, plot: str = None,
-                  batch_size: int = 20) -> Dict[str, float]:
+                  batch_size: int = 20, return_arrays: bool = False):
     """Metrics of a model file on an extended XYZ file; grains default to the model's kind
-    (``atom`` for an all-atom model, else the ``grain_key`` column)."""
+    (``atom`` for an all-atom model, else the ``grain_key`` column). With ``return_arrays``,
+    also the predicted and reference energies (eV) and flattened forces (eV/Å) of every
+    configuration, in file order: ``(errors, arrays)``."""
     from cgaa_openmm.modelfile import load_model
     from training.plots import parity_plot
     model, metadata = load_model(model_path)
@@ -87,7 +89,7 @@ def evaluate_file(model_path: str, data_path: str, grains: str = None, grain_key
                   model=os.path.basename(model_path), data=os.path.basename(data_path))
     if plot:
         parity_plot(arrays, errors, plot, title=f"{errors['model']} on {errors['data']}")
-    return errors
+    return (errors, arrays) if return_arrays else errors
 
 
 def main(argv=None):
