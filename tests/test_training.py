@@ -325,3 +325,31 @@ def test_stage_two_switches_weights_and_learning_rate_and_exports_its_best(tmp_p
     scores = [e * 1e-3 * 500.0 ** 0.5 + f * 10.0 ** 0.5 for e, f in zip(energies, forces)]
     best = 2 + int(np.argmin(scores[2:]))
     assert metadata["validation_errors"]["forces_rmse"] == pytest.approx(forces[best], rel=1e-5)
+
+
+def test_grain_force_term_is_the_error_of_each_grains_net_force(tmp_path):
+    """``grain_force_weight`` adds w * <(sum over a grain of F_pred - F_ref)^2> over the grain
+    net-force components of the batch, and its gradient reaches the weights."""
+    from training.data import collate, predict
+    from training.train import batch_loss, new_model, prepare
+    config = load_config(write_config(tmp_path, grain_force_weight=0.0))
+    data = prepare(config)
+    model = new_model(data, torch.float64)
+    batch = data["train"][:4]
+    n_force, n_grain = 3 * sum(len(c.numbers) for c in batch), 3 * sum(c.n_grains for c in batch)
+    plain = batch_loss(model, batch, data["elements"], torch.float64, config, 4, n_force, n_grain)
+    weighted = batch_loss(model, batch, data["elements"], torch.float64, dict(config, grain_force_weight=7.0), 4,
+                          n_force, n_grain)
+    collated = collate(batch, data["elements"], torch.float64)
+    _, forces = predict(model, collated)
+    net = []
+    for k, c in enumerate(batch):
+        atoms = (collated["atom_config"] == k).nonzero()[:, 0]
+        error = (forces[atoms] - collated["forces"][atoms]).detach().numpy()
+        net += [error[c.grain.numpy() == g].sum(0) for g in range(c.n_grains)]
+    assert sum(c.n_grains for c in batch) > len(batch)  # clusters of several molecules
+    expected = 7.0 * np.square(net).sum() / n_grain
+    assert float((weighted - plain).detach()) == pytest.approx(expected, rel=1e-8)
+    gradient = torch.autograd.grad(weighted - plain, [p for p in model.parameters() if p.requires_grad],
+                                   allow_unused=True)
+    assert any(g is not None and float(g.abs().sum()) > 0 for g in gradient)

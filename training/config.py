@@ -54,6 +54,9 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
     "weight_decay": (0.0, "AdamW decoupled weight decay"),
     "energy_weight": (1.0, "loss weight on the squared energy error per atom, (eV/atom)^2"),
     "forces_weight": (10.0, "loss weight on the squared force-component error, (eV/angstrom)^2"),
+    "grain_force_weight": (0.0, "loss weight on the squared error of each grain's net force (the sum of its "
+                                "atoms' forces, components, (eV/angstrom)^2): the force between grains, which "
+                                "the per-atom force term weighs only by its small share of the atomic forces"),
     "stress_weight": (0.0, "loss weight on the squared stress-component error of periodic configurations "
                            "with a stress label, (eV/angstrom^3)^2; the stress sets the pressure that a "
                            "barostat sees"),
@@ -139,7 +142,7 @@ def validate(user: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{where}: option {key!r} must be a positive number, not {value!r}")
-    for key in ("energy_weight", "forces_weight", "stress_weight", "weight_decay", "min_lr"):
+    for key in ("energy_weight", "forces_weight", "grain_force_weight", "stress_weight", "weight_decay", "min_lr"):
         if isinstance(config[key], bool) or not isinstance(config[key], (int, float)) or config[key] < 0:
             raise ConfigError(f"{where}: option {key!r} must be a number >= 0, not {config[key]!r}")
     if not 0 <= config["ema_decay"] < 1:

@@ -6,6 +6,8 @@ gloo on CPU, NCCL on GPUs). Units: Å, eV, eV/Å. Options: ``training.config``.
 
 The loss is ``energy_weight * <(dE / N_atoms)^2> + forces_weight * <dF^2>``
 averaged over the configurations and force components of a batch, plus, with
+``grain_force_weight``, that weight times the mean squared error of every grain's net force
+(the sum of its atoms' forces), plus, with
 ``stress_weight``, ``stress_weight * <dsigma^2>`` (eV/Å^3, the 9 components of every
 periodic configuration that has a stress label, averaged over the batch's configurations). AdamW with
 reduce-on-plateau and early stopping; an exponential moving average (EMA) of
@@ -126,16 +128,21 @@ def new_model(data: Dict[str, Any], dtype: torch.dtype) -> CGAAModel:
     return model
 
 
-def batch_loss(model, configs: Sequence[Config], elements, dtype, config, n_configs: int, n_force_terms: int):
+def batch_loss(model, configs: Sequence[Config], elements, dtype, config, n_configs: int, n_force_terms: int,
+               n_grain_terms: int):
     """The loss of ``configs`` normalised by the *global* batch (``n_configs`` configurations,
-    ``n_force_terms`` force components), so that the losses of the shards of a batch add up to
-    the loss of the whole batch."""
+    ``n_force_terms`` force components, ``n_grain_terms`` grain net-force components), so that
+    the losses of the shards of a batch add up to the loss of the whole batch."""
     batch = collate(configs, elements, dtype)
     with_stress = config["stress_weight"] > 0 and bool(batch["has_stress"].any())
     energy, forces, *stress = predict(model, batch, create_graph=True, stress=with_stress)
     energy_term = ((energy - batch["energy"]) / batch["n_atoms"]).pow(2).sum() / n_configs
     forces_term = (forces - batch["forces"]).pow(2).sum() / n_force_terms
     loss = config["energy_weight"] * energy_term + config["forces_weight"] * forces_term
+    if config["grain_force_weight"] > 0:
+        error = torch.zeros(batch["n_grains"], 3, dtype=forces.dtype).index_add(0, batch["grain"],
+                                                                                forces - batch["forces"])
+        loss = loss + config["grain_force_weight"] * error.pow(2).sum() / n_grain_terms
     if with_stress:
         squared = (stress[0] - batch["stress"]).pow(2).mean((1, 2))
         loss = loss + config["stress_weight"] * squared[batch["has_stress"]].sum() / n_configs
@@ -163,7 +170,9 @@ def train_step(trained, model, optimizer, batch: Sequence[Config], rank: int, wo
     gradients over processes: the loss is scaled by ``world`` so that they add up instead.
     """
     n_force_terms = 3 * sum(len(c.numbers) for c in batch)
-    loss = world * batch_loss(trained, shard(batch, rank, world), elements, dtype, config, len(batch), n_force_terms)
+    n_grain_terms = 3 * sum(c.n_grains for c in batch)
+    loss = world * batch_loss(trained, shard(batch, rank, world), elements, dtype, config, len(batch), n_force_terms,
+                              n_grain_terms)
     optimizer.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
