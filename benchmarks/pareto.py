@@ -53,6 +53,7 @@ ROWS = {
     "cgaa-fast-recipe": dict(config="carbonates-fast-recipe.yaml"),
     "cgaa-wide-recipe": dict(config="carbonates-wide-recipe.yaml"),
     "cgaa-wide-grain-recipe": dict(config="carbonates-wide-grain-recipe.yaml"),
+    "cgaa-fast-grain-force": dict(config="carbonates-fast-recipe.yaml", overrides=dict(grain_force_weight=10.0)),
     "cgaa-fast-distilled": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
                                 overrides=dict(epochs=50, stage_two_epoch=38)),
     "atom-grains": dict(config="carbonates-xtb.yaml",
@@ -317,6 +318,8 @@ def describe(name: str, spec: dict, path: str) -> str:
     model, _ = load_model(path)
     hp = model.hyperparameters
     what = "atom grains" if "grains" in spec.get("overrides", {}) else "CGAA"
+    if "grain_force_weight" in spec.get("overrides", {}):
+        what = f"CGAA, grain net-force loss weight {spec['overrides']['grain_force_weight']:g}"
     if "distill" in spec:
         what = f"CGAA distilled from MACE {spec['distill']} ({len(RATTLE_SIGMAS)} rattled copies per config)"
     if "shipped" in spec:
