@@ -58,11 +58,15 @@ def tiled_box(atoms: int):
     return builder.tile(BOX, TILINGS[atoms])
 
 
-def median_time(evaluate, repeats: int, warmup: int = 2) -> dict:
+def median_time(evaluate, repeats: int, warmup: int = 2, slow_s: float = float("inf")) -> dict:
     """Median wall time (ms) of ``repeats`` calls of ``evaluate`` after ``warmup`` calls
-    (TorchScript profiles on the first call and optimises on the second)."""
+    (TorchScript profiles on the first call and optimises on the second); 3 calls only when the
+    last warm-up call took more than ``slow_s`` seconds."""
     for _ in range(warmup):
+        t0 = time.perf_counter()
         evaluate()
+        if time.perf_counter() - t0 > slow_s:
+            repeats = min(repeats, 3)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -22,8 +22,9 @@ TorchForce runs); ``model`` = total - graph. MACE runs in OpenMM the way openmm-
 (the TorchScript-compiled model, energy only, forces by the TorchForce's backward pass) in
 float32, with the same O(N) cell list as CGAA (``cgaa_openmm/neighbors.py``) for its edges
 instead of matscipy in Python; its energy there is checked against mace's own calculator.
-Every CGAA row also times its hyperparameters with atom grains (untrained weights: speed does not
-depend on them; 5 Å atom cutoff) for the "atom grains / CGAA" ratio.
+The shipped models, and rows marked ``atom_timing``, also time their hyperparameters with atom
+grains (untrained weights: speed does not depend on them; 5 Å atom cutoff) for the "atom grains /
+CGAA" ratio. Medians of 5 evaluations after 2 warm-up ones, of 3 where one takes over 5 s.
 
 Usage: ``python benchmarks/pareto.py [--rows NAME ...] [--sizes 800 3200 9600] [--config NAME=YAML]
 [--skip-mace] [--quick]``. Writes ``benchmarks/results/pareto.json``, ``pareto.md`` and
@@ -51,11 +52,13 @@ TEST = os.path.join(DATA, "solvent_xtb_test.xyz")
 #: shipped model name.
 ROWS = {
     "cgaa-fast-recipe": dict(config="carbonates-fast-recipe.yaml"),
-    "cgaa-wide-recipe": dict(config="carbonates-wide-recipe.yaml"),
+    "cgaa-wide-recipe": dict(config="carbonates-wide-recipe.yaml", atom_timing=True),
     "cgaa-wide-grain-recipe": dict(config="carbonates-wide-grain-recipe.yaml"),
     "cgaa-fast-grain-force": dict(config="carbonates-fast-recipe.yaml", overrides=dict(grain_force_weight=10.0)),
     "cgaa-fast-distilled": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
                                 overrides=dict(epochs=50, stage_two_epoch=38)),
+    "cgaa-fast-distilled-4": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
+                                  sigmas=(0.02, 0.04, 0.07, 0.1), overrides=dict(epochs=50, stage_two_epoch=38)),
     "atom-grains": dict(config="carbonates-xtb.yaml",
                         overrides=dict(grains="atom", grain_kind="atom", model=dict(grain_cutoff=5.0))),
     "mace-tutorial": dict(mace="tutorial"),
@@ -71,7 +74,7 @@ MACE_SIZES = {
 }
 ATOM_CUTOFF = 5.0
 #: Knowledge distillation: rattled copies (Gaussian, these standard deviations in Å) of every
-#: configuration the teacher trained on, labelled by the teacher.
+#: configuration the teacher trained on, labelled by the teacher (a row's ``sigmas``).
 RATTLE_SIGMAS = (0.03, 0.08)
 
 
@@ -199,8 +202,8 @@ def mace_worker(path: str, atoms: int, quick: bool) -> dict:
 def timings(total, graph, quick: bool, **extra) -> dict:
     """Median total and graph times (ms) and their difference, the model's."""
     repeats, warmup = (1, 0) if quick else (5, 2)
-    t = median_time(total, repeats, warmup)
-    g = median_time(graph, repeats, warmup)
+    t = median_time(total, repeats, warmup, slow_s=5.0)
+    g = median_time(graph, repeats, warmup, slow_s=5.0)
     return dict(extra, total_ms=t["median_ms"], total_times_ms=t["times_ms"], graph_ms=g["median_ms"],
                 model_ms=t["median_ms"] - g["median_ms"], us_per_atom=1e3 * t["median_ms"] / extra["atoms"],
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, load_average=os.getloadavg()[0])
@@ -321,7 +324,8 @@ def describe(name: str, spec: dict, path: str) -> str:
     if "grain_force_weight" in spec.get("overrides", {}):
         what = f"CGAA, grain net-force loss weight {spec['overrides']['grain_force_weight']:g}"
     if "distill" in spec:
-        what = f"CGAA distilled from MACE {spec['distill']} ({len(RATTLE_SIGMAS)} rattled copies per config)"
+        sigmas = spec.get("sigmas", RATTLE_SIGMAS)
+        what = f"CGAA distilled from MACE {spec['distill']} ({len(sigmas)} rattled copies per config, σ {sigmas} Å)"
     if "shipped" in spec:
         what = f"shipped {spec['shipped']}"
     return (f"{what}: {hp['channels']} ch, L {hp['lmax']}, {hp.get('embed_layers', 1)} {hp.get('embed_kind', '')} "
@@ -337,18 +341,18 @@ def row_path(name: str, spec: dict, args) -> str:
     config = spec["config"] if os.path.isabs(spec["config"]) else os.path.join(CONFIGS, spec["config"])
     overrides = dict(spec.get("overrides", {}))
     if "distill" in spec:
-        overrides.update(teacher_data(spec["distill"], args))
+        overrides.update(teacher_data(spec["distill"], spec.get("sigmas", RATTLE_SIGMAS), args))
     return train_cgaa(config, name, args.runs, overrides)
 
 
-def teacher_data(size: str, args) -> dict:
+def teacher_data(size: str, sigmas, args) -> dict:
     """Training files of a student of MACE ``size``: the teacher's own training and validation
     configurations of the 200 (its split), and rattled copies of its training ones labelled by
-    it (``RATTLE_SIGMAS``, seed 0), written as ``energy_xtb``/``forces_xtb`` with
+    it (standard deviations ``sigmas``, Å, seed 0), written as ``energy_xtb``/``forces_xtb`` with
     ``label_source`` saying whose labels they are. Returns the config overrides."""
     from ase.io import read, write
     teacher = train_mace(size, args.mace_venv, args.runs)
-    work = os.path.join(args.runs, f"distill-{size}")
+    work = os.path.join(args.runs, f"distill-{size}" + ("" if tuple(sigmas) == RATTLE_SIGMAS else f"-{len(sigmas)}"))
     files = {k: os.path.join(work, f"{k}.xyz") for k in ("train", "valid", "teacher")}
     if not all(os.path.exists(f) for f in files.values()):
         os.makedirs(work, exist_ok=True)
@@ -362,7 +366,7 @@ def teacher_data(size: str, args) -> dict:
         rng = np.random.default_rng(0)
         rattled = []
         for atoms in train:
-            for sigma in RATTLE_SIGMAS:
+            for sigma in sigmas:
                 copy = atoms.copy()
                 copy.positions += rng.normal(scale=sigma, size=copy.positions.shape)
                 copy.info = dict(Comp=atoms.info.get("Comp"), rattle_sigma=sigma)
@@ -517,7 +521,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", nargs="*", help=f"rows to run (default: all of {', '.join(ROWS)})")
     parser.add_argument("--config", action="append", default=[], metavar="NAME=YAML",
-                        help="an extra CGAA row from a training config")
+                        help="an extra CGAA row from a training config (timed with atom grains too)")
     parser.add_argument("--sizes", nargs="*", type=int, default=[800, 3200, 9600])
     parser.add_argument("--test-file", default=TEST)
     parser.add_argument("--skip-mace", action="store_true")
@@ -542,7 +546,7 @@ def main(argv=None):
     rows = dict(ROWS)
     for item in args.config:
         name, _, config = item.partition("=")
-        rows[name] = dict(config=os.path.abspath(config))
+        rows[name] = dict(config=os.path.abspath(config), atom_timing=True)
     chosen = args.rows if args.rows is not None else list(rows)
     if args.skip_mace:
         chosen = [r for r in chosen if "mace" not in rows[r]]
@@ -570,7 +574,7 @@ def main(argv=None):
         for atoms in sorted(args.sizes):
             row["timings"][str(atoms)] = time_row(name, spec, path, atoms, args)
             save(out, results, [name])
-            if kind == "cgaa" and name != "atom-grains" and "distill" not in spec:  # a distilled row: its config's
+            if "shipped" in spec or spec.get("atom_timing"):
                 row["atom_grain_timings"][str(atoms)] = time_row(name, spec, path, atoms, args, atom_grains=True)
                 save(out, results, [name])
     results = save(out, results, chosen)
