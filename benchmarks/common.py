@@ -109,13 +109,17 @@ def launch(command, log: str, timeout: float, max_rss_mb: float, threads: int = 
 
 def train_cgaa(config_path: str, name: str, runs: str, overrides: dict = None) -> str:
     """Train (or resume, or reuse when its config is unchanged) a CGAA model from a training
-    config with ``output``/``run_dir`` under ``runs``; returns the model file's path."""
+    config, with ``overrides`` of its options (``model`` ones merged into its hyperparameters)
+    and ``output``/``run_dir`` under ``runs``; returns the model file's path."""
     import yaml
 
     from cgaa_openmm.modelfile import load_model
     from training.config import config_hash, load_config
     runs = os.path.abspath(runs)
-    config = dict(load_config(config_path), **(overrides or {}))
+    overrides = dict(overrides or {})
+    config = load_config(config_path)
+    config["model"] = dict(config["model"], **overrides.pop("model", {}))  # hyperparameters merge
+    config.update(overrides)
     config["output"] = os.path.join(runs, f"{name}.pt")
     config["run_dir"] = os.path.join(runs, name)
     os.makedirs(runs, exist_ok=True)

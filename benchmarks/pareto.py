@@ -55,6 +55,8 @@ ROWS = {
     "cgaa-wide-recipe": dict(config="carbonates-wide-recipe.yaml", atom_timing=True),
     "cgaa-wide-grain-recipe": dict(config="carbonates-wide-grain-recipe.yaml"),
     "cgaa-fast-grain-force": dict(config="carbonates-fast-recipe.yaml", overrides=dict(grain_force_weight=10.0)),
+    "cgaa-fast-pair": dict(config="carbonates-fast-recipe.yaml",
+                           overrides=dict(grain_force_weight=10.0, model=dict(pair_cutoff=5.0, pair_kind="signed"))),
     "cgaa-fast-distilled": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
                                 overrides=dict(epochs=50, stage_two_epoch=38)),
     "cgaa-fast-distilled-4": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
@@ -323,6 +325,8 @@ def describe(name: str, spec: dict, path: str) -> str:
     what = "atom grains" if "grains" in spec.get("overrides", {}) else "CGAA"
     if "grain_force_weight" in spec.get("overrides", {}):
         what = f"CGAA, grain net-force loss weight {spec['overrides']['grain_force_weight']:g}"
+        if hp.get("pair_cutoff", 0) > 0:
+            what += f", {hp['pair_kind']} atom pair term between grains ({hp['pair_cutoff']:g} Å)"
     if "distill" in spec:
         sigmas = spec.get("sigmas", RATTLE_SIGMAS)
         what = f"CGAA distilled from MACE {spec['distill']} ({len(sigmas)} rattled copies per config, σ {sigmas} Å)"
