@@ -60,7 +60,7 @@ ROWS = {
     "cgaa-fast-distilled": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
                                 overrides=dict(epochs=50, stage_two_epoch=38)),
     "cgaa-fast-distilled-4": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
-                                  sigmas=(0.02, 0.04, 0.07, 0.1), overrides=dict(epochs=50, stage_two_epoch=38)),
+                                  sigmas=(0.02, 0.04, 0.07, 0.1), overrides=dict(epochs=25, stage_two_epoch=19)),
     "atom-grains": dict(config="carbonates-xtb.yaml",
                         overrides=dict(grains="atom", grain_kind="atom", model=dict(grain_cutoff=5.0))),
     "mace-tutorial": dict(mace="tutorial"),
