@@ -24,7 +24,8 @@ float32, with the same O(N) cell list as CGAA (``cgaa_openmm/neighbors.py``) for
 instead of matscipy in Python; its energy there is checked against mace's own calculator.
 The shipped models, and rows marked ``atom_timing``, also time their hyperparameters with atom
 grains (untrained weights: speed does not depend on them; 5 Å atom cutoff) for the "atom grains /
-CGAA" ratio. Medians of 5 evaluations after 2 warm-up ones, of 3 where one takes over 5 s.
+CGAA" ratio. Medians of 5 evaluations after 2 warm-up ones, of 3 where one takes over 5 s, and a
+single evaluation after one warm-up where that takes over 30 s.
 
 Usage: ``python benchmarks/pareto.py [--rows NAME ...] [--sizes 800 3200 9600] [--config NAME=YAML]
 [--skip-mace] [--quick]``. Writes ``benchmarks/results/pareto.json``, ``pareto.md`` and
