@@ -353,3 +353,13 @@ def test_grain_force_term_is_the_error_of_each_grains_net_force(tmp_path):
     gradient = torch.autograd.grad(weighted - plain, [p for p in model.parameters() if p.requires_grad],
                                    allow_unused=True)
     assert any(g is not None and float(g.abs().sum()) > 0 for g in gradient)
+
+
+def test_options_added_later_leave_older_config_hashes_alone(tmp_path):
+    """A checkpoint or model made before an option existed still matches its config (the option at
+    its default), and setting the option changes the hash."""
+    from training.config import ADDED_LATER, config_hash
+    config = load_config(write_config(tmp_path))
+    older = {k: v for k, v in config.items() if k not in ADDED_LATER}
+    assert config_hash(config) == config_hash(older)
+    assert config_hash(dict(config, grain_force_weight=1.0)) != config_hash(config)

@@ -180,8 +180,14 @@ def validate(user: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
     return config
 
 
+#: Options added after models and checkpoints were made: left at their defaults they are not part of
+#: a config's hash, so that adding an option does not orphan those models and checkpoints.
+ADDED_LATER = ("grain_force_weight",)
+
+
 def config_hash(config: Dict[str, Any]) -> str:
     """SHA-256 of the config with file paths reduced to their names (the same on every machine)."""
-    portable = {k: os.path.basename(v) if k in PATH_KEYS + ("init_model",) and v else v for k, v in config.items()}
+    portable = {k: os.path.basename(v) if k in PATH_KEYS + ("init_model",) and v else v for k, v in config.items()
+                if not (k in ADDED_LATER and v == OPTIONS[k][0])}
     portable["extra_train_files"] = [os.path.basename(p) for p in config["extra_train_files"]]
     return hashlib.sha256(json.dumps(portable, sort_keys=True).encode()).hexdigest()
