@@ -453,7 +453,7 @@ def table(results: dict) -> str:
     sizes = results["sizes"]
     big = max(sizes)
     head = ["row", "what", "parameters", "force RMSE (eV/Å)", "energy RMSE (meV/atom)",
-            "force RMSE, configs with max |F| < 10 / ≥ 10 eV/Å", "net molecular force RMSE (eV/Å)"]
+            "force RMSE, configs with largest force component < 10 / ≥ 10 eV/Å", "net molecular force RMSE (eV/Å)"]
     head += [f"µs/atom at {n}: total (model + graph)" for n in sizes]
     head += [f"MACE tutorial / row at {big}", f"MACE medium / row at {big}", f"atom grains / row at {big}"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
