@@ -129,17 +129,18 @@ def new_model(data: Dict[str, Any], dtype: torch.dtype) -> CGAAModel:
 
 
 def batch_loss(model, configs: Sequence[Config], elements, dtype, config, n_configs: int, n_force_terms: int,
-               n_grain_terms: int):
+               n_grain_terms: int = 0):
     """The loss of ``configs`` normalised by the *global* batch (``n_configs`` configurations,
-    ``n_force_terms`` force components, ``n_grain_terms`` grain net-force components), so that
-    the losses of the shards of a batch add up to the loss of the whole batch."""
+    ``n_force_terms`` force components, ``n_grain_terms`` grain net-force components: needed
+    with ``grain_force_weight``), so that the losses of the shards of a batch add up to the loss
+    of the whole batch."""
     batch = collate(configs, elements, dtype)
     with_stress = config["stress_weight"] > 0 and bool(batch["has_stress"].any())
     energy, forces, *stress = predict(model, batch, create_graph=True, stress=with_stress)
     energy_term = ((energy - batch["energy"]) / batch["n_atoms"]).pow(2).sum() / n_configs
     forces_term = (forces - batch["forces"]).pow(2).sum() / n_force_terms
     loss = config["energy_weight"] * energy_term + config["forces_weight"] * forces_term
-    if config["grain_force_weight"] > 0:
+    if config.get("grain_force_weight", 0.0) > 0:
         error = torch.zeros(batch["n_grains"], 3, dtype=forces.dtype).index_add(0, batch["grain"],
                                                                                 forces - batch["forces"])
         loss = loss + config["grain_force_weight"] * error.pow(2).sum() / n_grain_terms
