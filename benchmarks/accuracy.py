@@ -31,8 +31,9 @@ import sys
 import time
 
 import numpy as np
-import yaml
 from ase.io import read, write
+
+from common import mace_errors, train_cgaa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -126,27 +127,9 @@ def variants(epochs: int):
     return out
 
 
-def train_variant(name: str, overrides: dict, base: dict) -> str:
-    """Train (or resume, or reuse) one variant; the model file's path."""
-    config = dict(base, **overrides)
-    config.pop("test_file", None)
-    config["output"] = os.path.join(RUNS, f"{name}.pt")
-    config["run_dir"] = os.path.join(RUNS, name)
-    path = os.path.join(RUNS, f"{name}.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump(config, f)
-    if os.path.exists(config["output"]):
-        from cgaa_openmm.modelfile import load_model
-        from training.config import config_hash, load_config
-        _, metadata = load_model(config["output"])
-        if metadata["training"]["config_sha256"] == config_hash(load_config(path)):
-            return config["output"]
-    command = [sys.executable, "-m", "cgaa_openmm.cli", "train", path]
-    if os.path.exists(os.path.join(config["run_dir"], "checkpoint.pt")):
-        command.append("--resume")
-    print(f"== training {name}: {' '.join(command)}", flush=True)
-    subprocess.run(command, check=True, cwd=ROOT)
-    return config["output"]
+def train_variant(name: str, overrides: dict) -> str:
+    """Train (or resume, or reuse) one variant of the base config; the model file's path."""
+    return train_cgaa(BASE_CONFIG, name, RUNS, dict(overrides, test_file=None))
 
 
 def test_errors(name: str, model_path: str) -> dict:
@@ -243,19 +226,6 @@ def mace(size: str, venv: str, threads: int) -> dict:
                 training_time=open(os.path.join(work, "train_minutes.txt")).read().strip())
 
 
-def mace_errors(predictions: str) -> dict:
-    import torch
-
-    from training.metrics import error_metrics
-    frames = [a for a in read(predictions, index=":") if a.info.get("config_type") != "IsolatedAtom"]
-    e_pred = torch.tensor([a.info["MACE_energy"] for a in frames])
-    e_ref = torch.tensor([a.info["energy_xtb"] for a in frames])
-    n = torch.tensor([float(len(a)) for a in frames])
-    f_pred = torch.tensor(np.concatenate([a.arrays["MACE_forces"] for a in frames]))
-    f_ref = torch.tensor(np.concatenate([a.arrays["forces_xtb"] for a in frames]))
-    return dict(error_metrics(e_pred, e_ref, n, f_pred, f_ref), n_configs=len(frames))
-
-
 def save(path: str, update: dict) -> dict:
     """Merge ``update`` into the results file (re-read first: runs of this script may overlap)."""
     results = json.load(open(path)) if os.path.exists(path) else {}
@@ -346,7 +316,7 @@ def main(argv=None):
     if args.only is not None:
         chosen = {k: v for k, v in chosen.items() if k in args.only}
     for name, overrides in chosen.items():
-        model_path = train_variant(name, overrides, base)
+        model_path = train_variant(name, overrides)
         row = test_errors(name, model_path)
         if name.endswith("-200"):
             row["ms_per_evaluation"] = ms_per_evaluation(model_path, name.split("-")[0], args.repeats, args.threads)

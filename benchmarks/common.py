@@ -142,3 +142,19 @@ def train_cgaa(config_path: str, name: str, runs: str, overrides: dict = None) -
     subprocess.run(command, check=True, cwd=ROOT, env=dict(os.environ, **WORKER_ENV))
     return config["output"]
 
+
+def mace_errors(predictions: str) -> dict:
+    """Errors of ``mace_eval_configs`` predictions (``MACE_energy``/``MACE_forces``) against the file's
+    xTB labels, clusters only."""
+    import numpy as np
+    import torch
+    from ase.io import read
+
+    from training.metrics import error_metrics
+    frames = [a for a in read(predictions, index=":") if a.info.get("config_type") != "IsolatedAtom"]
+    e_pred = torch.tensor([a.info["MACE_energy"] for a in frames])
+    e_ref = torch.tensor([a.info["energy_xtb"] for a in frames])
+    n = torch.tensor([float(len(a)) for a in frames])
+    f_pred = torch.tensor(np.concatenate([a.arrays["MACE_forces"] for a in frames]))
+    f_ref = torch.tensor(np.concatenate([a.arrays["forces_xtb"] for a in frames]))
+    return dict(error_metrics(e_pred, e_ref, n, f_pred, f_ref), n_configs=len(frames))

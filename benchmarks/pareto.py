@@ -42,8 +42,8 @@ import time
 
 import numpy as np
 
-from common import (DATA, KJ_PER_EV, MACE_VERSION, ROOT, launch, machine, median_time, source_module,
-                    tiled_box, train_cgaa)
+from common import (DATA, KJ_PER_EV, MACE_VERSION, ROOT, launch, mace_errors, machine, median_time,
+                    source_module, tiled_box, train_cgaa)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = os.path.join(ROOT, "training", "configs")
@@ -260,7 +260,7 @@ def test_errors(name: str, path: str, kind: str, test_file: str, venv: str, runs
         predictions = os.path.join(runs, f"{name}.test_predictions.xyz")
         subprocess.run([os.path.join(venv, "bin", "mace_eval_configs"), f"--configs={test_file}", f"--model={path}",
                         f"--output={predictions}", "--device=cpu", "--default_dtype=float64"], check=True)
-        errors = mace_errors(predictions, test_file)
+        errors = dict(mace_errors(predictions), data=os.path.basename(test_file))
         forces = np.concatenate([a.arrays["MACE_forces"] for a in read_clusters(predictions)])
     else:
         from training.evaluate import evaluate_file
@@ -299,21 +299,6 @@ def force_breakdown(frames: list, forces: np.ndarray) -> dict:
                 n_configs_max_force_above_10=squared["above"][2],
                 net_molecular_force_rmse=float(np.sqrt(np.mean(np.square(net_error)))),
                 net_molecular_force_reference_rms=float(np.sqrt(np.mean(np.square(net_ref)))))
-
-
-def mace_errors(predictions: str, test_file: str) -> dict:
-    import torch
-    from ase.io import read
-
-    from training.metrics import error_metrics
-    frames = [a for a in read(predictions, index=":") if a.info.get("config_type") != "IsolatedAtom"]
-    e_pred = torch.tensor([a.info["MACE_energy"] for a in frames])
-    e_ref = torch.tensor([a.info["energy_xtb"] for a in frames])
-    n = torch.tensor([float(len(a)) for a in frames])
-    f_pred = torch.tensor(np.concatenate([a.arrays["MACE_forces"] for a in frames]))
-    f_ref = torch.tensor(np.concatenate([a.arrays["forces_xtb"] for a in frames]))
-    return dict(error_metrics(e_pred, e_ref, n, f_pred, f_ref), n_configs=len(frames),
-                data=os.path.basename(test_file))
 
 
 def describe(name: str, spec: dict, path: str) -> str:
