@@ -15,7 +15,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["cgaa_openmm", "cgaa_openmm.*", "training", "training.*"]),
-    package_data={"cgaa_openmm": ["models/*.pt"]},
+    package_data={"cgaa_openmm": ["models/*.pt"], "cgaa_openmm.data": ["*.pdb", "peptides/*.pdb"]},
     install_requires=[
         # The set verified together: openmmtorch 1.5 is built against torch 2.9 and OpenMM 8.4
         # (PyPI's default torch build; OpenMM 8.5+ breaks the OpenCL plugin of openmmtorch 1.5).

@@ -1,5 +1,6 @@
 """Helpers the benchmark scripts share: machine description, timing loop, monitored workers,
-the tiled EC/EMC boxes, resumable CGAA training.
+the tiled EC/EMC boxes, resumable CGAA training, MACE's venv and errors, and the liquid-box
+energies, pressures and result files of the condensed-phase scripts.
 
 Standard library and numpy at import time only: the MACE worker imports this module from
 MACE's own virtual environment, where ``cgaa_openmm`` does not import (e3nn 0.4.4 there).
@@ -19,6 +20,8 @@ BOX = os.path.join(ROOT, "example_systems", "ecemc.pdb")
 #: Atoms -> copies of the 800-atom box along a, b, c.
 TILINGS = {800: (1, 1, 1), 3200: (2, 2, 1), 9600: (2, 2, 3), 28800: (3, 3, 4), 100000: (5, 5, 5)}
 KJ_PER_EV = 96.48533212331
+AVOGADRO = 6.02214076e23
+BAR_PER_EV_PER_A3 = 1.602176634e6
 MACE_VERSION = "0.3.16"
 #: OpenMP threads that wait passively: on a shared machine, spinning ones wait for descheduled
 #: partners (10x slower evaluations measured with 2 threads on 2 busy cores).
@@ -52,10 +55,16 @@ def source_module(path: str, name: str):
     return module
 
 
-def tiled_box(atoms: int):
-    """``(topology, positions in nm)`` of the bundled 800-atom EC/EMC box tiled to ``atoms`` atoms."""
+def tile(tiles) -> tuple:
+    """``(topology, positions in nm)`` of the bundled 800-atom EC/EMC box repeated ``tiles``
+    (copies along a, b, c) times (``example_systems/build_ecemc.py``'s ``tile``)."""
     builder = source_module(os.path.join(ROOT, "example_systems", "build_ecemc.py"), "build_ecemc")
-    return builder.tile(BOX, TILINGS[atoms])
+    return builder.tile(BOX, tuple(tiles))
+
+
+def tiled_box(atoms: int) -> tuple:
+    """:func:`tile` of the box to ``atoms`` atoms (a key of ``TILINGS``)."""
+    return tile(TILINGS[atoms])
 
 
 def median_time(evaluate, repeats: int, warmup: int = 2, slow_s: float = float("inf")) -> dict:
@@ -80,9 +89,16 @@ def median_time(evaluate, repeats: int, warmup: int = 2, slow_s: float = float("
     return dict(median_ms=statistics.median(times), times_ms=times)
 
 
+def available_mb() -> float:
+    """MemAvailable of the machine (MB)."""
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("MemAvailable:"))
+
+
 def launch(command, log: str, timeout: float, max_rss_mb: float, threads: int = 1) -> dict:
-    """Run a worker subprocess (its own process group); kill it past ``timeout`` s or
-    ``max_rss_mb`` of RSS. Returns the JSON of its last stdout line, or a ``status`` saying why not."""
+    """Run a worker subprocess (its own process group, ``threads`` OpenMP threads); kill it past
+    ``timeout`` s or ``max_rss_mb`` of RSS. Returns the JSON of its last stdout line with
+    ``status="ok"`` and ``wall_s``, or a ``status`` saying why not (with ``max_rss_seen_mb``)."""
     import json
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), **WORKER_ENV)
     os.makedirs(os.path.dirname(log), exist_ok=True)
@@ -93,7 +109,7 @@ def launch(command, log: str, timeout: float, max_rss_mb: float, threads: int = 
         while proc.poll() is None:
             try:
                 seen = max(seen, rss_mb(proc.pid))
-            except (OSError, StopIteration):
+            except (OSError, StopIteration):  # exited meanwhile
                 pass
             if seen > max_rss_mb:
                 killed = f"out of memory: killed at {seen / 1024:.1f} GB RSS (limit {max_rss_mb / 1024:.1f} GB)"
@@ -104,12 +120,25 @@ def launch(command, log: str, timeout: float, max_rss_mb: float, threads: int = 
                 proc.wait()
                 break
             time.sleep(0.2)
+    wall = time.time() - t0
     if killed:
-        return dict(status=killed)
+        return dict(status=killed, wall_s=wall, max_rss_seen_mb=seen)
     lines = open(log).read().strip().splitlines()
     if proc.returncode != 0 or not lines:
-        return dict(status=f"failed: exit {proc.returncode} (log {os.path.relpath(log, ROOT)})")
-    return json.loads(lines[-1])
+        reason = "killed by signal 9 (the kernel's OOM killer?)" if proc.returncode == -9 else f"exit {proc.returncode}"
+        return dict(status=f"failed: {reason}; log {os.path.relpath(log, ROOT)}: {' | '.join(lines[-3:])}",
+                    wall_s=wall, max_rss_seen_mb=seen)
+    return dict(json.loads(lines[-1]), status="ok", wall_s=wall)
+
+
+def mace_python(venv: str, build: bool = True):
+    """The python of MACE's own venv (``--system-site-packages`` + mace-torch ``MACE_VERSION``), built
+    on first use if ``build``; None if it does not exist and is not built."""
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.exists(python) and build:
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", f"mace-torch=={MACE_VERSION}"], check=True)
+    return python if os.path.exists(python) else None
 
 
 def train_cgaa(config_path: str, name: str, runs: str, overrides: dict = None) -> str:
@@ -158,3 +187,45 @@ def mace_errors(predictions: str) -> dict:
     f_pred = torch.tensor(np.concatenate([a.arrays["MACE_forces"] for a in frames]))
     f_ref = torch.tensor(np.concatenate([a.arrays["forces_xtb"] for a in frames]))
     return dict(error_metrics(e_pred, e_ref, n, f_pred, f_ref), n_configs=len(frames))
+
+
+def pressure(energy, volume, scales, low: float = 0.99, high: float = 1.01):
+    """Configurational pressure (bar) per frame, -dE/dV from the ``low`` and ``high`` scale columns.
+
+    ``energy`` (frames, scales) eV, ``volume`` (frames, scales) Å^3; None without those scales.
+    """
+    if low not in scales or high not in scales:
+        return None
+    a, b = scales.index(low), scales.index(high)
+    return -(energy[:, b] - energy[:, a]) / (volume[:, b] - volume[:, a]) * BAR_PER_EV_PER_A3
+
+
+def save_results(output: str, stem: str, results: dict, fig=None) -> None:
+    """Write ``OUTPUT/STEM.json`` and, with a figure, ``OUTPUT/STEM.png``."""
+    import json
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, f"{stem}.json"), "w") as handle:
+        json.dump(results, handle, indent=1)
+    if fig is not None:
+        fig.tight_layout()
+        fig.savefig(os.path.join(output, f"{stem}.png"), dpi=150)
+    print(f"wrote {output}/{stem}.json" + (f" and {stem}.png" if fig is not None else ""))
+
+
+def model_energies(model: str, topology_file: str, boxes):
+    """Energy (eV) of each ase.Atoms box with the CGAA model ``model`` (Reference platform)."""
+    import numpy as np
+    import openmm
+    from openmm import app, unit
+
+    from cgaa_openmm import CGAAPotential
+    topology = app.PDBFile(topology_file).topology
+    system = CGAAPotential.load(model).createSystem(topology, precision="single")
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    energies = []
+    for atoms in boxes:
+        context.setPeriodicBoxVectors(*(np.asarray(atoms.cell) * 0.1))
+        context.setPositions(atoms.positions * 0.1)
+        energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        energies.append(energy / KJ_PER_EV)
+    return np.array(energies)

@@ -23,16 +23,14 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from eos import AVOGADRO, model_energies, save_results  # noqa: E402
+from common import AVOGADRO, model_energies, save_results
 
 
 def isolated_molecules(boxes):
     """Every molecule (``molID``) of every box alone, made whole, with ``label_id`` BOX-mK."""
     from ase import Atoms
 
-    from training.clusters import minimum_image
+    from training.datagen.clusters import minimum_image
     molecules = []
     for index, box in enumerate(boxes):
         for label in np.unique(box.arrays["molID"]):
@@ -89,7 +87,7 @@ def main(argv=None) -> None:
                "density_g_per_ml": density.tolist(), "models": {}}
     os.makedirs(args.output, exist_ok=True)
     if args.molecules:
-        from training.label import label
+        from training.datagen.label import label
         molecules = isolated_molecules(boxes)
         cache = os.path.join(args.output, "molecules-xtb.xyz")
         label(molecules, cache, workers=args.workers)

@@ -15,20 +15,17 @@ Usage::
 """
 import argparse
 import os
-import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, ".."))
 
 
 def first_shell_pairs(topology_file: str, trajectory: str, radius: float, per_kind: int, skip: int, seed: int):
     """ase.Atoms for each chosen pair (``-d``) and its two molecules (``-a``, ``-b``), pair kind in info."""
     from ase import Atoms
 
-    from training.clusters import load_liquid, minimum_image
+    from training.datagen.clusters import load_liquid, minimum_image
     traj, molecule = load_liquid(topology_file, trajectory, skip)
     members = [np.flatnonzero(molecule == label) for label in range(int(molecule.max()) + 1)]
     atoms_list = list(traj.topology.atoms)
@@ -79,8 +76,8 @@ def main(argv=None) -> None:
     from ase.io import read
 
     from density_errors import molecule_energies
-    from eos import save_results
-    from training.label import label
+    from common import save_results
+    from training.datagen.label import label
     frames = first_shell_pairs(args.topology, args.trajectory, args.radius, args.per_kind, args.skip, args.seed)
     os.makedirs(args.output, exist_ok=True)
     cache = os.path.join(args.output, "pairs-xtb.xyz")

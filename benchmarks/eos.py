@@ -2,7 +2,7 @@
 
 For each of ``--frames`` frames of a periodic liquid trajectory, the molecules' centres and the
 box are scaled rigidly by each of ``--scales`` (the move a ``MonteCarloBarostat`` makes; see
-``training/boxes.py``). Every scaled box is labelled with periodic GFN2-xTB (tblite; resumable,
+``training/datagen/boxes.py``). Every scaled box is labelled with periodic GFN2-xTB (tblite; resumable,
 cached in ``OUTPUT/eos-xtb.xyz``) and evaluated with each model through OpenMM (residue grains,
 the deployed TorchForce). The energy change with volume is what decides the barostat's moves, so
 a model with the wrong E(V) slope settles at the wrong density.
@@ -20,57 +20,12 @@ Usage::
         --frames 3 --output benchmarks/results/eos
 """
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-AVOGADRO = 6.02214076e23
-KJ_PER_MOL_PER_EV = 96.48533212
-BAR_PER_EV_PER_A3 = 1.602176634e6
-
-
-def pressure(energy: np.ndarray, volume: np.ndarray, scales, low: float = 0.99, high: float = 1.01):
-    """Configurational pressure (bar) per frame, -dE/dV from the ``low`` and ``high`` scale columns.
-
-    ``energy`` (frames, scales) eV, ``volume`` (frames, scales) Å^3; None without those scales.
-    """
-    if low not in scales or high not in scales:
-        return None
-    a, b = scales.index(low), scales.index(high)
-    return -(energy[:, b] - energy[:, a]) / (volume[:, b] - volume[:, a]) * BAR_PER_EV_PER_A3
-
-
-def save_results(output: str, stem: str, results: dict, fig=None) -> None:
-    """Write ``OUTPUT/STEM.json`` and, with a figure, ``OUTPUT/STEM.png``."""
-    os.makedirs(output, exist_ok=True)
-    with open(os.path.join(output, f"{stem}.json"), "w") as handle:
-        json.dump(results, handle, indent=1)
-    if fig is not None:
-        fig.tight_layout()
-        fig.savefig(os.path.join(output, f"{stem}.png"), dpi=150)
-    print(f"wrote {output}/{stem}.json" + (f" and {stem}.png" if fig is not None else ""))
-
-
-def model_energies(model: str, topology_file: str, boxes) -> np.ndarray:
-    """Energy (eV) of each ase.Atoms box with the CGAA model ``model`` (Reference platform)."""
-    import openmm
-    from openmm import app, unit
-
-    from cgaa_openmm import CGAAPotential
-    topology = app.PDBFile(topology_file).topology
-    system = CGAAPotential.load(model).createSystem(topology, precision="single")
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    energies = []
-    for atoms in boxes:
-        context.setPeriodicBoxVectors(*(np.asarray(atoms.cell) * 0.1))
-        context.setPositions(atoms.positions * 0.1)
-        energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        energies.append(energy / KJ_PER_MOL_PER_EV)
-    return np.array(energies)
+from common import AVOGADRO, model_energies, pressure, save_results
 
 
 def main(argv=None) -> None:
@@ -95,9 +50,9 @@ def main(argv=None) -> None:
     from ase import Atoms
     from ase.io import read
 
-    from training.boxes import scale_molecules
-    from training.clusters import load_liquid
-    from training.label import label
+    from training.datagen.boxes import scale_molecules
+    from training.datagen.clusters import load_liquid
+    from training.datagen.label import label
 
     traj, molecule = load_liquid(args.topology, args.trajectory)
     numbers = np.array([a.element.atomic_number for a in traj.topology.atoms])

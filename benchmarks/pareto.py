@@ -42,7 +42,7 @@ import time
 
 import numpy as np
 
-from common import (DATA, KJ_PER_EV, MACE_VERSION, ROOT, launch, mace_errors, machine, median_time,
+from common import (DATA, KJ_PER_EV, MACE_VERSION, ROOT, launch, mace_errors, mace_python, machine, median_time,
                     source_module, tiled_box, train_cgaa)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,6 +62,11 @@ ROWS = {
                                 overrides=dict(epochs=50, stage_two_epoch=38)),
     "cgaa-fast-distilled-4": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
                                   sigmas=(0.02, 0.04, 0.07, 0.1), overrides=dict(epochs=25, stage_two_epoch=19)),
+    "cgaa-fast-pair-distilled": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
+                                     overrides=dict(epochs=50, stage_two_epoch=38, grain_force_weight=10.0,
+                                                    model=dict(pair_cutoff=5.0, pair_kind="signed"))),
+    "cgaa-wide-distilled": dict(config="carbonates-wide-recipe.yaml", distill="tutorial",
+                                overrides=dict(epochs=50, stage_two_epoch=38)),
     "atom-grains": dict(config="carbonates-xtb.yaml",
                         overrides=dict(grains="atom", grain_kind="atom", model=dict(grain_cutoff=5.0))),
     "mace-tutorial": dict(mace="tutorial"),
@@ -91,15 +96,12 @@ def cgaa_worker(path: str, atoms: int, atom_grains: bool, quick: bool) -> dict:
     from openmm import unit
 
     from cgaa_openmm import CGAAPotential
-    from cgaa_openmm.model import CGAAModel
     torch.set_num_threads(1)
     topology, xyz = tiled_box(atoms)
     potential = CGAAPotential.load(path)
     grains = "molecule"
     if atom_grains:
-        hp = dict(potential.model.hyperparameters, grain_cutoff=ATOM_CUTOFF)
-        model = CGAAModel(potential.model.elements, potential.model.atomic_energies.tolist(), **hp)
-        potential = CGAAPotential(model, dict(potential.metadata, grains="atom", grain_formulas=[]))
+        potential = potential.atomGrainBaseline(ATOM_CUTOFF)
         grains = "atom"
     system = potential.createSystem(topology, grains=grains, precision="single")
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"),
@@ -213,15 +215,6 @@ def timings(total, graph, quick: bool, **extra) -> dict:
 
 
 # ---------------------------------------------------------------- driver
-
-def mace_python(venv: str) -> str:
-    """The MACE venv's python, built on first use (its e3nn 0.4.4 shadows ours there only)."""
-    python = os.path.join(venv, "bin", "python")
-    if not os.path.exists(python):
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", f"mace-torch=={MACE_VERSION}"], check=True)
-    return python
-
 
 def train_mace(size: str, venv: str, runs: str) -> str:
     """Train (or reuse) MACE of ``size`` on the 200 configurations; the stage-two model's path."""

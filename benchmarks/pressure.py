@@ -25,15 +25,12 @@ from typing import Dict, List
 
 import numpy as np
 import torch
+from ase.units import kB
+
+from common import AVOGADRO, save_results
+from training.evaluate import KBAR_PER_EV_PER_A3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from ase.units import kB  # noqa: E402
-
-from eos import AVOGADRO, save_results  # noqa: E402
-from training.evaluate import KBAR_PER_EV_PER_A3  # noqa: E402
 
 BINS = (0.6, 0.9, 1.0, 1.1, 1.2, 1.4)
 
@@ -41,7 +38,7 @@ BINS = (0.6, 0.9, 1.0, 1.1, 1.2, 1.4)
 def pressures(batch: Dict[str, torch.Tensor], forces: torch.Tensor, stress: torch.Tensor) -> tuple:
     """Atomic and molecular virial pressures (kbar) of every configuration of a collated batch."""
     from cgaa_openmm.graph import grain_centres
-    r = batch["positions"] + batch["unwrap_shift"]
+    r = batch["positions"] + batch["graph"].unwrap_shift
     relative = r - grain_centres(r, batch["grain"], batch["n_grains"])[batch["grain"]]
     internal = torch.zeros(len(batch["energy"]), dtype=r.dtype).index_add(
         0, batch["atom_config"], (relative * forces).sum(1))

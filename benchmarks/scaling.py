@@ -8,7 +8,7 @@ Every (model, size) runs in a fresh subprocess, so that its peak RSS (``ru_maxrs
   ``openmmtorch.TorchForce``;
 * ``atom``: the same code, width and depth with every atom its own grain and a 5 Å atom cutoff
   (untrained weights: speed does not depend on them), as in ``step_time.py``;
-* ``mace``: mace-torch (``accuracy.MACE_VERSION``, in its own venv as ``accuracy.py`` builds it), the
+* ``mace``: mace-torch (``common.MACE_VERSION``, in its own venv as ``common.mace_python`` builds it), the
   trained tutorial model of ``accuracy.py`` if it exists, else a freshly initialised one of the
   same size (32 channels, L=0, r 4 Å, correlation 3, 2 interactions), float32, called directly with
   torch: one evaluation = mace's neighbour list and graph (matscipy) + forward + forces, no stress;
@@ -34,10 +34,8 @@ Usage: ``python benchmarks/scaling.py [--sizes 800 3200 ...] [--models cgaa atom
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,34 +43,23 @@ from functools import partial
 
 import numpy as np
 
+from common import (KJ_PER_EV, TILINGS, WORKER_ENV, available_mb, cpu_model, launch, mace_python, rss_mb,
+                    tile)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "example_systems"))
-from build_ecemc import BOX, tile  # noqa: E402
 
-#: Atoms -> copies of the 800-atom box along a, b, c.
-TILINGS = {800: (1, 1, 1), 3200: (2, 2, 1), 9600: (2, 2, 3), 28800: (3, 3, 4), 100000: (5, 5, 5)}
 MODELS = ("cgaa", "atom", "mace", "mace-medium", "tip3p")
 LABELS = {"cgaa": "CGAA (molecule grains)", "atom": "atom grains (5 Å)", "mace": "MACE (tutorial size)",
           "mace-medium": "MACE (medium size)", "tip3p": "TIP3P water (PME)"}
 #: mace-torch hyperparameters of ``mace`` and ``mace-medium`` (as ``accuracy.MACE_SIZES`` trains them).
 MACE_SIZES = {"mace": dict(r_max=4.0, hidden_irreps="32x0e"),
               "mace-medium": dict(r_max=5.0, hidden_irreps="64x0e+64x1o")}
-KJ_PER_EV = 96.48533212331
 MACE_RUN = os.path.join(HERE, "runs", "accuracy", "mace-tutorial")
 WARMUP = 2
-#: OpenMP threads that wait passively: on a shared machine, spinning ones wait for descheduled
-#: partners (10x slower evaluations measured with 2 threads on 2 busy cores).
-WORKER_ENV = dict(OMP_WAIT_POLICY="PASSIVE")
 
 
 # ---------------------------------------------------------------- in the worker subprocess
-
-def rss_mb(pid="self") -> float:
-    """Resident set size of a process (MB)."""
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
-
 
 def timed(evaluate, seconds: float, quick: bool) -> dict:
     """Warm-up and repeated calls of ``evaluate`` (returns the energy in kJ/mol); times in ms.
@@ -94,7 +81,7 @@ def timed(evaluate, seconds: float, quick: bool) -> dict:
 def openmm_system(model: str, tiles, model_path: str) -> tuple:
     """System, positions and notes of one OpenMM model on the tiled box."""
     from openmm import app, unit
-    topology, xyz = tile(BOX, tiles)
+    topology, xyz = tile(tiles)
     if model == "tip3p":
         forcefield = app.ForceField("tip3p.xml")
         modeller = app.Modeller(app.Topology(), [])
@@ -104,13 +91,10 @@ def openmm_system(model: str, tiles, model_path: str) -> tuple:
                                          nonbondedCutoff=1.0 * unit.nanometer, rigidWater=True)
         return system, modeller.positions, modeller.topology, "tip3p.xml, PME, 1 nm cutoff, rigid water"
     from cgaa_openmm import CGAAPotential
-    from cgaa_openmm.model import CGAAModel
     cgaa = CGAAPotential.load(model_path)
     if model == "cgaa":
         return cgaa.createSystem(topology, grains="molecule", precision="single"), xyz, topology, f"{model_path}, molecule grains"
-    hp = dict(cgaa.model.hyperparameters, grain_cutoff=5.0)
-    atom = CGAAPotential(CGAAModel(cgaa.model.elements, cgaa.model.atomic_energies.tolist(), **hp),
-                         dict(cgaa.metadata, grains="atom", grain_formulas=[]))
+    atom = cgaa.atomGrainBaseline(5.0)
     return atom.createSystem(topology, grains="atom", precision="single"), xyz, topology, "untrained, every atom a grain, 5 Å cutoff"
 
 
@@ -163,7 +147,7 @@ def run_mace(tiles, threads: int, seconds: float, quick: bool, size: str) -> dic
     torch.set_num_threads(threads)
     torch.set_default_dtype(torch.float32)
     t0 = time.perf_counter()
-    topology, xyz = tile(BOX, tiles)
+    topology, xyz = tile(tiles)
     atoms = Atoms(numbers=[a.element.atomic_number for a in topology.atoms()], positions=10.0 * xyz, pbc=True,
                   cell=np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom)))
     trained = os.path.join(MACE_RUN, "mace-tutorial_stagetwo.model")
@@ -209,7 +193,7 @@ def run_profile(tiles, threads: int, quick: bool, model_path: str) -> dict:
     ``spherical_harmonics``, shared, goes to the intra-grain or grain part by its number of
     edges). Backward time of a part: the autograd nodes whose forward op ran inside its ranges
     (matched by sequence number). ``neighbour search / unwrapping``: ``check_box``,
-    ``unwrap_shifts``, ``grain_centres`` and ``neighbor_pairs`` of ``CGAAForceModule.forward``.
+    ``unwrap_shifts``, ``grain_centres`` and ``neighbor_pairs`` of ``CGAAEnergy.forward``.
     ``other``: the rest (the model's grain centres and relative vectors, energy sums; the autograd
     engine's own time). Times in ms, after one warm-up evaluation (none if ``quick``).
     """
@@ -217,24 +201,25 @@ def run_profile(tiles, threads: int, quick: bool, model_path: str) -> dict:
     from openmm import unit
     from torch.profiler import ProfilerActivity, profile, record_function
 
+    import cgaa_openmm.groups as groups
     import cgaa_openmm.torchforce as torchforce
     from cgaa_openmm import CGAAPotential
     torch.set_num_threads(threads)
-    topology, xyz = tile(BOX, tiles)
+    topology, xyz = tile(tiles)
     module = CGAAPotential.load(model_path).createModule(topology, grains="molecule", precision="single")
-    model = module.model
-    for name in ("check_box", "build_graph", "grain_faults"):
-        def wrapped(*args, _f=getattr(torchforce, name)):
+    model = module.grains.model
+    for where, name in ((torchforce, "check_box"), (groups, "build_graph"), (torchforce, "grain_faults")):
+        def wrapped(*args, _f=getattr(where, name)):
             with record_function(SEARCH):
                 return _f(*args)
-        setattr(torchforce, name, wrapped)
+        setattr(where, name, wrapped)
     open_ranges = []
 
     def hook(label):
         def pre(mod, args):
             if label is None:  # the shared edge spherical harmonics
                 n = args[0].shape[0]
-                part = ("intra-grain embedding" if n == module.intra_src.shape[0]
+                part = ("intra-grain embedding" if n == module.grains.intra_src.shape[0]
                         else "grain products and message passing")
             else:
                 part = label
@@ -296,11 +281,11 @@ def run_profile(tiles, threads: int, quick: bool, model_path: str) -> dict:
     rows.sort(key=lambda r: -r["total_ms"])
     ops = sorted((a for a in prof.key_averages() if a.key not in labels and not a.key.startswith("cgaa:")),
                  key=lambda a: -a.self_cpu_time_total)[:10]
-    return dict(atoms=topology.getNumAtoms(), grains=module.n_grains, intra_pairs=int(module.intra_src.shape[0]),
+    return dict(atoms=topology.getNumAtoms(), grains=module.n_grains, intra_pairs=int(module.grains.intra_src.shape[0]),
                 energy_kj_mol=float(energy), wall_ms=wall, forward_ms=total["forward"], backward_ms=total["backward"],
                 parts=rows, top_ops=[dict(op=a.key, self_cpu_ms=a.self_cpu_time_total / 1e3, calls=a.count)
                                      for a in ops],
-                how="eager CGAAForceModule (not TorchScript), float32, torch.profiler CPU; times include "
+                how="eager CGAAEnergy (not TorchScript), float32, torch.profiler CPU; times include "
                     "profiler overhead")
 
 
@@ -319,62 +304,6 @@ def worker(args) -> None:
 
 
 # ---------------------------------------------------------------- in the driver
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo."""
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def available_mb() -> float:
-    """MemAvailable of the machine (MB)."""
-    with open("/proc/meminfo") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("MemAvailable:"))
-
-
-def mace_python(venv: str, build: bool):
-    """The MACE venv's python, built as ``accuracy.py`` builds it if ``build``; None if unavailable."""
-    from accuracy import MACE_VERSION
-    python = os.path.join(venv, "bin", "python")
-    if not os.path.exists(python) and build:
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", f"mace-torch=={MACE_VERSION}"], check=True)
-    return python if os.path.exists(python) else None
-
-
-def launch(command, log: str, timeout: float, max_rss_mb: float) -> dict:
-    """Run a worker; kill it (its process group) past ``timeout`` s or ``max_rss_mb`` RSS."""
-    env = dict(os.environ, **WORKER_ENV, OMP_NUM_THREADS=command[command.index("--threads") + 1])
-    t0 = time.time()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        seen, killed = 0.0, None
-        while proc.poll() is None:
-            try:
-                seen = max(seen, rss_mb(proc.pid))
-            except (OSError, StopIteration):  # exited meanwhile
-                pass
-            if seen > max_rss_mb:
-                killed = f"out of memory: killed at {seen / 1024:.1f} GB RSS (limit {max_rss_mb / 1024:.1f} GB)"
-            elif time.time() - t0 > timeout:
-                killed = f"timeout: killed after {timeout:.0f} s"
-            if killed:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-                break
-            time.sleep(0.2)
-    wall = time.time() - t0
-    if killed:
-        return dict(status=killed, wall_s=wall, max_rss_seen_mb=seen)
-    lines = open(log).read().strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        reason = "killed by signal 9 (the kernel's OOM killer?)" if proc.returncode == -9 else f"exit {proc.returncode}"
-        return dict(status=f"failed: {reason}; log {os.path.relpath(log, ROOT)}: {' | '.join(lines[-3:])}",
-                    wall_s=wall, max_rss_seen_mb=seen)
-    return dict(json.loads(lines[-1]), status="ok", wall_s=wall)
-
 
 def predicted(done: dict, atoms: int, key: str):
     """``key`` at ``atoms``, linear in N through the two largest sizes done (or proportional to one)."""
@@ -579,14 +508,16 @@ def main(argv=None):
                    "--threads", str(args.threads), "--seconds", str(args.seconds),
                    "--model", args.model] + ["--quick"] * args.quick
         return dict(dict(atoms=size, limits=dict(max_rss_mb=max_rss, timeout_s=args.timeout)),
-                    **launch(command, os.path.join(logs, f"{m}_{size}.log"), args.timeout, max_rss))
+                    **launch(command, os.path.join(logs, f"{m}_{size}.log"), args.timeout, max_rss,
+                             threads=args.threads))
     # Timed runs one at a time; --quick (no timings) runs every model of a size, and the profile, at once.
     with ThreadPoolExecutor(len(args.models) + 1 if args.quick else 1) as pool:
         profile = None
         if not args.no_profile:
             command = [sys.executable, os.path.abspath(__file__), "--worker", "profile", "--tiles", "1", "1", "1",
                        "--threads", str(args.threads), "--model", args.model] + ["--quick"] * args.quick
-            profile = partial(launch, command, os.path.join(logs, "profile.log"), args.timeout, max_rss)
+            profile = partial(launch, command, os.path.join(logs, "profile.log"), args.timeout, max_rss,
+                              threads=args.threads)
             profile = pool.submit(profile) if args.quick else profile
         for size in sizes:
             for m, row in zip(args.models, list(pool.map(partial(measure, size=size), args.models))):

@@ -20,6 +20,7 @@ import yaml
 from openmm import app
 
 from cgaa_openmm import CGAAPotential
+from cgaa_openmm.data import EXAMPLE_BOX
 from cgaa_openmm.model import CGAAModel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,7 +43,7 @@ def time_evaluations(system, positions, repeats, threads):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pdb", nargs="?", default=os.path.join(HERE, "..", "example_systems", "ecemc.pdb"))
+    parser.add_argument("pdb", nargs="?", default=EXAMPLE_BOX)
     parser.add_argument("--model", default="carbonates-xtb")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
@@ -54,9 +55,7 @@ def main():
     torch.set_num_threads(args.threads)
     pdb = app.PDBFile(args.pdb)
     cgaa = CGAAPotential.load(args.model)
-    hp = dict(cgaa.model.hyperparameters, grain_cutoff=5.0)
-    baseline = CGAAPotential(CGAAModel(cgaa.model.elements, cgaa.model.atomic_energies.tolist(), **hp),
-                             dict(cgaa.metadata, grains="atom", grain_formulas=[]))
+    baseline = cgaa.atomGrainBaseline(5.0)
     results = dict(pdb=os.path.basename(args.pdb), atoms=pdb.topology.getNumAtoms(),
                    residues=pdb.topology.getNumResidues(), threads=args.threads,
                    machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",

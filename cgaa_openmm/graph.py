@@ -1,14 +1,15 @@
-"""From atoms, grains and a box to the inputs of :class:`~cgaa_openmm.model.CGAAModel`.
+"""From atoms, grains and a box to the inputs of :class:`~cgaa_openmm.model.CGAAModel`: the
+:class:`GrainGraph` type and its one builder, :func:`build_graph`.
 
 Lengths in Å. The intra-grain pair list depends only on the grain assignment,
 so it is built once per topology; the grain-centre neighbour list is rebuilt
 for every configuration.
 """
-from typing import Dict, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
-from .neighbors import neighbor_pairs, unwrap_shifts
+from .neighbors import atom_pairs, neighbor_pairs, unwrap_shifts
 
 
 def intra_pairs(grain: torch.Tensor, n_grains: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -32,29 +33,35 @@ def grain_centres(positions: torch.Tensor, grain: torch.Tensor, n_grains: int) -
     return sums.index_add(0, grain, positions) / counts.unsqueeze(1)
 
 
-def atom_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor, periodic: bool,
-               cutoff: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Atom pairs i < j of different grains within ``cutoff`` Å: (i, j, shift (Å)); none if cutoff <= 0."""
-    if cutoff <= 0.0:
-        empty = torch.zeros(0, dtype=torch.long, device=positions.device)
-        return empty, empty, torch.zeros(0, 3, dtype=positions.dtype, device=positions.device)
-    i, j, shift = neighbor_pairs(positions.detach(), cell, periodic, cutoff)
-    keep = (grain[i] != grain[j]) & (i < j)
-    return i[keep], j[keep], shift[keep]
+class GrainGraph(NamedTuple):
+    """The model's inputs besides positions, species and grains: one configuration's (or one
+    batch's) graph, built by :func:`build_graph` for training, evaluation and OpenMM alike.
+
+    Lengths in Å. Integer tensors index atoms (``intra_*``, ``pair_*``) or grains (``edge_*``);
+    shifts are constants for autograd (lattice vectors).
+    """
+    n_grains: int
+    unwrap_shift: torch.Tensor  #: (N, 3): positions + unwrap_shift has every grain whole
+    intra_src: torch.Tensor     #: (P,) ordered pairs of distinct atoms of one grain (:func:`intra_pairs`)
+    intra_dst: torch.Tensor
+    edge_src: torch.Tensor      #: (E,) grain pairs within the grain cutoff; the vector from grain dst
+    edge_dst: torch.Tensor      #: to grain src is R_src + edge_shift - R_dst
+    edge_shift: torch.Tensor    #: (E, 3)
+    pair_i: torch.Tensor        #: (Q,) atom pairs i < j of different grains within the atom pair cutoff
+    pair_j: torch.Tensor
+    pair_shift: torch.Tensor    #: (Q, 3): the lattice vector to add to positions[pair_j]
 
 
 def build_graph(positions: torch.Tensor, grain: torch.Tensor, n_grains: int, intra_src: torch.Tensor,
                 intra_dst: torch.Tensor, cell: torch.Tensor, periodic: bool, grain_cutoff: float,
-                pair_cutoff: float) -> Dict[str, torch.Tensor]:
-    """The model inputs that depend on the configuration, as constants for autograd.
+                pair_cutoff: float) -> GrainGraph:
+    """The :class:`GrainGraph` of one configuration, as constants for autograd.
 
-    The one builder of the model's graph, for training, evaluation and OpenMM alike.
     Lengths in Å; ``cell`` rows are the box vectors (ignored unless ``periodic``);
-    ``intra_src``/``intra_dst`` come from :func:`intra_pairs`. Returns
-    ``unwrap_shift`` (N, 3: positions + unwrap_shift has every grain whole,
-    :func:`~cgaa_openmm.neighbors.unwrap_shifts`), ``edge_src``/``edge_dst``/``edge_shift``
-    (grain-centre pairs within ``grain_cutoff``), and ``pair_i``/``pair_j``/``pair_shift``
-    (atom pairs of different grains within ``pair_cutoff``, for the pair terms).
+    ``intra_src``/``intra_dst`` come from :func:`intra_pairs` (they depend on the grains alone).
+    Grains are unwrapped by :func:`~cgaa_openmm.neighbors.unwrap_shifts`, grain centres paired
+    within ``grain_cutoff`` and atoms of different grains within ``pair_cutoff``
+    (:func:`~cgaa_openmm.neighbors.atom_pairs`, for the pair terms).
     """
     positions = positions.detach()
     if periodic:
@@ -64,9 +71,24 @@ def build_graph(positions: torch.Tensor, grain: torch.Tensor, n_grains: int, int
     centres = grain_centres(positions + shift, grain, n_grains)
     edge_dst, edge_src, edge_shift = neighbor_pairs(centres, cell, periodic, grain_cutoff)
     pair_i, pair_j, pair_shift = atom_pairs(positions, grain, cell, periodic, pair_cutoff)
-    return {"unwrap_shift": shift, "intra_src": intra_src, "intra_dst": intra_dst, "edge_src": edge_src,
-            "edge_dst": edge_dst, "edge_shift": edge_shift, "pair_i": pair_i, "pair_j": pair_j,
-            "pair_shift": pair_shift}
+    return GrainGraph(n_grains, shift, intra_src, intra_dst, edge_src, edge_dst, edge_shift, pair_i, pair_j,
+                      pair_shift)
+
+
+def batch_graphs(graphs: List[GrainGraph], n_atoms: List[int]) -> GrainGraph:
+    """One disconnected graph of several configurations' graphs (their atoms and grains numbered
+    one configuration after the other; ``n_atoms`` atoms each)."""
+    atom_offsets = torch.cumsum(torch.tensor([0] + list(n_atoms[:-1])), 0).tolist()
+    grain_offsets = torch.cumsum(torch.tensor([0] + [g.n_grains for g in graphs[:-1]]), 0).tolist()
+
+    def cat(field: str, offsets: Optional[List[int]] = None) -> torch.Tensor:
+        parts = [getattr(g, field) for g in graphs]
+        if offsets is not None:
+            parts = [part + offset for part, offset in zip(parts, offsets)]
+        return torch.cat(parts)
+    return GrainGraph(sum(g.n_grains for g in graphs), cat("unwrap_shift"), cat("intra_src", atom_offsets),
+                      cat("intra_dst", atom_offsets), cat("edge_src", grain_offsets), cat("edge_dst", grain_offsets),
+                      cat("edge_shift"), cat("pair_i", atom_offsets), cat("pair_j", atom_offsets), cat("pair_shift"))
 
 
 def grain_radii(unwrapped: torch.Tensor, grain: torch.Tensor, n_grains: int) -> torch.Tensor:

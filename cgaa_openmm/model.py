@@ -27,9 +27,9 @@ from typing import List, Optional, Tuple
 import torch
 from e3nn import o3
 
-from .blocks import (BesselBasis, ContactRepulsion, DensityLayer, GaussianBasis, GrainProduct, Interaction,
-                     PairPotential, PairRepulsion, hidden_irreps)
-from .graph import grain_centres
+from .blocks import BesselBasis, DensityLayer, GaussianBasis, GrainProduct, Interaction, hidden_irreps
+from .graph import GrainGraph, grain_centres
+from .pairs import ContactRepulsion, PairPotential, PairRepulsion
 
 DEFAULT_HYPERPARAMETERS = dict(
     channels=32,           # multiplicity of every irrep
@@ -57,9 +57,9 @@ DEFAULT_HYPERPARAMETERS = dict(
                            # (set by training; the run-time guard allows it plus GRAIN_RADIUS_MARGIN)
     contact_radii=None,    # Å, per element pair (elements order): wall radius between atoms of different grains
     contact_fraction=0.7,  # training sets contact_radii to this fraction of the closest contacts in the data
-    contact_strength=100.0,  # eV, prefactor of the contact wall (see blocks.ContactRepulsion)
+    contact_strength=100.0,  # eV, prefactor of the contact wall (see pairs.ContactRepulsion)
     pair_cutoff=0.0,       # Å, learned two-body term between atoms of different grains (0: none)
-    pair_kind="repulsive",  # blocks.PairRepulsion (>= 0 everywhere) or "signed" (blocks.PairPotential:
+    pair_kind="repulsive",  # pairs.PairRepulsion (>= 0 everywhere) or "signed" (pairs.PairPotential:
                             # can bind grains, e.g. residues; repulsive below the data's closest contacts)
 )
 
@@ -160,35 +160,27 @@ class CGAAModel(torch.nn.Module):
         radius = self.hyperparameters.get("grain_radius")
         return self.intra_cutoff if radius is None else float(radius) + GRAIN_RADIUS_MARGIN
 
-    def forward(self, positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor, n_grains: int,
-                unwrap_shift: torch.Tensor, intra_src: torch.Tensor, intra_dst: torch.Tensor,
-                edge_src: torch.Tensor, edge_dst: torch.Tensor, edge_shift: torch.Tensor,
-                pair_i: Optional[torch.Tensor] = None, pair_j: Optional[torch.Tensor] = None,
-                pair_shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor,
+                graph: GrainGraph) -> torch.Tensor:
         """Grain energies (eV, shape (n_grains,)).
 
         Args:
             positions: (N, 3) Å; differentiate the sum of the output w.r.t. it for forces.
             species: (N,) index into ``elements``.
-            grain: (N,) grain index of every atom, in [0, n_grains).
-            unwrap_shift: (N, 3) Å, constant shifts that make every grain whole.
-            intra_src, intra_dst: ordered pairs of distinct atoms in the same grain (those
-                farther apart than ``intra_cutoff`` are skipped).
-            edge_src, edge_dst, edge_shift: grain pairs within ``grain_cutoff``; the
-                vector from grain dst to grain src is R_src + shift - R_dst.
-            pair_i, pair_j, pair_shift: atom pairs of different grains within ``atom_pair_cutoff``
-                (:func:`cgaa_openmm.graph.atom_pairs`), for the pair term and the contact wall;
-                each pair's energy is shared equally by the two grains.
+            grain: (N,) grain index of every atom, in [0, graph.n_grains).
+            graph: the configuration's :class:`~cgaa_openmm.graph.GrainGraph`
+                (:func:`~cgaa_openmm.graph.build_graph` with ``grain_cutoff`` and ``atom_pair_cutoff``):
+                unwrap shifts, intra-grain pairs, grain edges, and atom pairs of different grains for
+                the pair term and the contact wall (each pair's energy shared equally by its two grains).
 
         Returns float64 energies whatever the model's dtype: the per-element reference energies
         (about -1e4 eV for a cluster of 100 atoms) are added in float64, so that energy
         differences keep float32 precision of the network's part.
         """
-        r = positions + unwrap_shift
-        centres = grain_centres(r, grain, n_grains)
-        features, atom_energy = self.embed(r, centres, species, grain, intra_src, intra_dst)
-        return self.grain_energies(features, atom_energy, centres, positions, species, grain, edge_src, edge_dst,
-                                   edge_shift, pair_i, pair_j, pair_shift)
+        r = positions + graph.unwrap_shift
+        centres = grain_centres(r, grain, graph.n_grains)
+        features, atom_energy = self.embed(r, centres, species, grain, graph.intra_src, graph.intra_dst)
+        return self.grain_energies(features, atom_energy, centres, positions, species, grain, graph)
 
     def embed(self, r: torch.Tensor, centres: torch.Tensor, species: torch.Tensor, grain: torch.Tensor,
               intra_src: torch.Tensor, intra_dst: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -199,7 +191,7 @@ class CGAAModel(torch.nn.Module):
         :meth:`forward`. Returns the pooled grain features (n_grains, hidden irreps dim) and
         each grain's sum of per-atom readouts (n_grains,), both in network units. A grain's
         outputs depend only on its own atoms, so grains can be embedded in any groups
-        (:meth:`cgaa_openmm.torchforce.CGAAForceModule.energy_and_forces` does, to bound memory).
+        (:meth:`cgaa_openmm.groups.GrainGroups.energy_and_gradient` does, to bound memory).
         """
         n_grains = centres.shape[0]
         relative = r - centres[grain]
@@ -227,30 +219,28 @@ class CGAAModel(torch.nn.Module):
 
     def grain_energies(self, features: torch.Tensor, atom_energy: torch.Tensor, centres: torch.Tensor,
                        positions: torch.Tensor, species: torch.Tensor, grain: torch.Tensor,
-                       edge_src: torch.Tensor, edge_dst: torch.Tensor, edge_shift: torch.Tensor,
-                       pair_i: Optional[torch.Tensor], pair_j: Optional[torch.Tensor],
-                       pair_shift: Optional[torch.Tensor]) -> torch.Tensor:
+                       graph: GrainGraph) -> torch.Tensor:
         """Grain energies (eV, float64) from the outputs of :meth:`embed`: grain products, message
-        passing between the grain ``centres`` (Å), readout, the pair term and contact wall (of
-        ``positions`` and ``pair_shift``) and the atomic reference energies."""
+        passing between the grain ``centres`` (Å) along ``graph``'s edges, readout, the pair term and
+        contact wall (of ``positions`` and ``graph``'s atom pairs) and the atomic reference energies."""
         h = features
         for product in self.grain_products:
             h = product(h)
-        vectors = centres[edge_src] + edge_shift - centres[edge_dst]
+        vectors = centres[graph.edge_src] + graph.edge_shift - centres[graph.edge_dst]
         lengths = torch.linalg.norm(vectors, dim=1)
         grain_sh = self.spherical_harmonics(vectors)
         grain_radial = self.grain_basis(lengths)
         for layer in self.grain_layers:
-            h = layer(h, edge_src, edge_dst, grain_sh, grain_radial)
+            h = layer(h, graph.edge_src, graph.edge_dst, grain_sh, grain_radial)
         energy = self.grain_readout(h[:, :self.channels]).squeeze(1) + atom_energy
         energy = energy * self.energy_scale
-        if pair_i is not None and pair_j is not None and pair_shift is not None:
-            pairs = self.contact.pair_energies(positions, species, pair_i, pair_j, pair_shift)
-            pair = self.pair
-            if pair is not None:
-                pairs = pairs + self.energy_scale * pair(positions, species, pair_i, pair_j, pair_shift)
-            half = 0.5 * pairs
-            energy = energy.index_add(0, grain[pair_i], half).index_add(0, grain[pair_j], half)
+        i, j, shift = graph.pair_i, graph.pair_j, graph.pair_shift
+        pairs = self.contact.pair_energies(positions, species, i, j, shift)
+        pair = self.pair
+        if pair is not None:
+            pairs = pairs + self.energy_scale * pair(positions, species, i, j, shift)
+        half = 0.5 * pairs
+        energy = energy.index_add(0, grain[i], half).index_add(0, grain[j], half)
         return energy.to(torch.float64).index_add(0, grain, self.atomic_energies.to(torch.float64)[species])
 
 

@@ -1,4 +1,4 @@
-"""Periodic geometry in TorchScript: grain unwrapping and an O(N) cell-list search.
+"""Periodic geometry in TorchScript: grain unwrapping and the neighbour searches (an O(N) cell list).
 
 Lengths are in Å. A cell is a (3, 3) tensor whose *rows* are the box vectors
 a, b, c (OpenMM's convention). Integer work (cell indices, image shifts) runs
@@ -118,3 +118,15 @@ def neighbor_pairs(points: torch.Tensor, cell: torch.Tensor, periodic: bool,
         distance = torch.linalg.norm(points[j] + shift - points[i], dim=1)
         keep = (distance < cutoff) & ((i != j) | (lattice != 0).any(1))
         return i[keep], j[keep], shift[keep]
+
+
+def atom_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor, periodic: bool,
+               cutoff: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Atom pairs i < j of different grains within ``cutoff`` Å: (i, j, shift (Å), the lattice vector
+    to add to ``positions[j]``); none if cutoff <= 0 (the pair terms' and contact wall's pairs)."""
+    if cutoff <= 0.0:
+        empty = torch.zeros(0, dtype=torch.long, device=positions.device)
+        return empty, empty, torch.zeros(0, 3, dtype=positions.dtype, device=positions.device)
+    i, j, shift = neighbor_pairs(positions.detach(), cell, periodic, cutoff)
+    keep = (grain[i] != grain[j]) & (i < j)
+    return i[keep], j[keep], shift[keep]

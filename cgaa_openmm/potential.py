@@ -18,7 +18,7 @@ from .mixed import mixed_system, region_atoms
 from .model import CGAAModel, model_in
 from .modelfile import load_model, save_model
 from .neighbors import check_box
-from .torchforce import (ByPrecision, CGAAForceModule, EnergyAndForces, EnergyAndForcesByPrecision, frozen,
+from .torchforce import (EnergyByPrecision, CGAAEnergy, CGAAEnergyAndForces, EnergyAndForcesByPrecision, frozen,
                          plain_executor)
 
 #: Å per nm and kJ/mol per eV (per particle: eV times Avogadro's number).
@@ -72,6 +72,15 @@ class CGAAPotential:
         """Write the model file."""
         save_model(path, self.model, self.metadata)
 
+    def atomGrainBaseline(self, cutoff: float = 5.0) -> "CGAAPotential":
+        """The all-atom baseline of this model, for speed comparisons: the same code and
+        hyperparameters with every atom its own grain and a ``cutoff`` (Å) between atoms, with
+        untrained weights (speed does not depend on them). Use it with ``grains="atom"``."""
+        hyperparameters = dict(self.model.hyperparameters, grain_cutoff=float(cutoff))
+        model = CGAAModel(self.model.elements, self.model.atomic_energies.tolist(), **hyperparameters)
+        return CGAAPotential(model.to(self.model.atomic_energies.dtype),
+                             dict(self.metadata, grains="atom", grain_formulas=[]))
+
     @property
     def cutoff(self) -> unit.Quantity:
         """Radius of the grain-centre graph."""
@@ -120,7 +129,7 @@ class CGAAPotential:
                      allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None,
                      outputsForces: bool = False, precision: str = "auto") -> torch.nn.Module:
         """The eager ``torch.nn.Module``: positions (nm) [, box (nm)] -> energy (kJ/mol), or with
-        ``outputsForces`` -> (energy, forces (kJ/mol/nm)) (:class:`~cgaa_openmm.torchforce.EnergyAndForces`).
+        ``outputsForces`` -> (energy, forces (kJ/mol/nm)) (:class:`~cgaa_openmm.torchforce.CGAAEnergyAndForces`).
 
         ``periodic`` defaults to whether the topology has periodic box vectors
         (an ``mdtraj.Topology`` never has: pass ``periodic=True`` for a periodic one).
@@ -133,7 +142,7 @@ class CGAAPotential:
 
         ``precision``: ``"single"`` computes in float32, ``"double"`` in float64, and
         ``"auto"`` (default) in the precision of the positions it is given
-        (:class:`~cgaa_openmm.torchforce.ByPrecision`): float64 on OpenMM's Reference and CPU
+        (:class:`~cgaa_openmm.torchforce.EnergyByPrecision`): float64 on OpenMM's Reference and CPU
         platforms and with ``Precision=double``, float32 otherwise. The energy is summed in
         float64 in every case.
         """
@@ -147,14 +156,14 @@ class CGAAPotential:
             cell = torch.tensor(np.array(box.value_in_unit(unit.angstrom)), dtype=torch.float64)
             check_box(cell, self.model.grain_cutoff)
         species, grain, names, selected = self._grains(topology, grains, allowUnknownGrains, atoms)
-        kind = EnergyAndForces if outputsForces else CGAAForceModule
+        kind = CGAAEnergyAndForces if outputsForces else CGAAEnergy
 
-        def module(dtype: torch.dtype) -> CGAAForceModule:
+        def module(dtype: torch.dtype) -> CGAAEnergy:
             return kind(model_in(self.model, dtype), species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV,
                         None if atoms is None else selected, grain_names=names)
         if precision != "auto":
             return module(PRECISIONS[precision])
-        both = EnergyAndForcesByPrecision if outputsForces else ByPrecision
+        both = EnergyAndForcesByPrecision if outputsForces else EnergyByPrecision
         return both(module(torch.float32), module(torch.float64))
 
     def createForce(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
@@ -164,7 +173,7 @@ class CGAAPotential:
 
         With ``atoms``, the force models those atoms only, and ``precision`` is that of
         :meth:`createModule` (``"single"`` makes the CPU platform faster). The
-        module returns its own forces (:class:`~cgaa_openmm.torchforce.EnergyAndForces`), so
+        module returns its own forces (:class:`~cgaa_openmm.torchforce.CGAAEnergyAndForces`), so
         that the grain embedding's memory is bounded by groups of grains, and TorchScript's
         optimising executor is switched off for the calling thread
         (:func:`~cgaa_openmm.torchforce.plain_executor`).

@@ -1,27 +1,25 @@
-"""The model bound to one topology: the TorchScript module inside the TorchForce.
+"""The OpenMM boundary: the TorchScript modules inside a ``TorchForce``.
 
-``CGAAForceModule`` is a plain ``torch.nn.Module`` taking positions (and box
-vectors) and returning the total energy (of all atoms, or of a selected subset:
-the ML region of a mixed ML/MM system), so it can be wrapped by
-``openmmtorch.TorchForce`` (after ``torch.jit.script``), ``PythonTorchForce``
-or ``openmm.PythonForce`` unchanged. Inputs are multiplied by
-``length_scale`` to get Å and the energy in eV by ``energy_scale``: for OpenMM,
-nm -> Å is 10 and eV -> kJ/mol is 96.485...
-
-``EnergyAndForces`` returns forces as well, computed group by group of
-grains (:meth:`CGAAForceModule.energy_and_forces`): the TorchForce uses it, so the
-memory of an evaluation does not grow with the per-pair tensors of every grain at once.
+``CGAAEnergy`` takes positions (and box vectors) in OpenMM's units and returns the total energy
+(of all atoms, or of a selected subset: the ML region of a mixed ML/MM system), so it can be
+wrapped by ``openmmtorch.TorchForce`` (after ``torch.jit.script``), ``PythonTorchForce`` or
+``openmm.PythonForce`` unchanged. Inputs are multiplied by ``length_scale`` to get Å and the
+energy in eV by ``energy_scale``: for OpenMM, nm -> Å is 10 and eV -> kJ/mol is 96.485...
+Every evaluation checks its input first. ``CGAAEnergyAndForces`` returns forces as well, from
+the gradient computed group by group of grains (:mod:`cgaa_openmm.groups`): the TorchForce uses
+it, so the memory of an evaluation does not grow with the per-pair tensors of every grain at once.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
-from .graph import build_graph, grain_centres, grain_faults, intra_pairs
+from .graph import GrainGraph, grain_faults
+from .groups import GrainGroups
 from .model import CGAAModel
 from .neighbors import check_box
 
 
-class CGAAForceModule(torch.nn.Module):
+class CGAAEnergy(torch.nn.Module):
     """Energy of one system of atoms grouped into grains.
 
     Args:
@@ -34,8 +32,8 @@ class CGAAForceModule(torch.nn.Module):
         atoms: (n,) indices of the atoms this module models, for a ``forward`` that
             receives the positions of every atom of a larger system (the others get zero
             force); ``species`` and ``grain`` then index these n atoms. Default: all atoms.
-        chunk_atoms: most atoms per group of grains that :meth:`energy_and_forces` embeds at
-            once (a grain larger than this is a group of its own).
+        group_atoms: most atoms per group of grains that :meth:`energy_and_forces` embeds at
+            once (:class:`~cgaa_openmm.groups.GrainGroups`).
         grain_names: a name for every grain (e.g. ``"residue EMC 17"``), for error messages.
 
     Every evaluation checks its configuration and raises, rather than return a wrong energy,
@@ -47,15 +45,14 @@ class CGAAForceModule(torch.nn.Module):
 
     def __init__(self, model: CGAAModel, species: torch.Tensor, grain: torch.Tensor, periodic: bool,
                  length_scale: float = 1.0, energy_scale: float = 1.0, atoms: Optional[torch.Tensor] = None,
-                 chunk_atoms: int = 1024, grain_names: Optional[List[str]] = None):
+                 group_atoms: int = 1024, grain_names: Optional[List[str]] = None):
         super().__init__()
-        self.model = model
-        self.n_grains = int(grain.max()) + 1
+        self.grains = GrainGroups(model, species, grain, group_atoms)
+        self.n_grains = self.grains.n_grains
         self.periodic = bool(periodic)
         self.length_scale = float(length_scale)
         self.energy_scale = float(energy_scale)
         self.cutoff = float(model.grain_cutoff)
-        self.pair_cutoff = float(model.atom_pair_cutoff)
         self.max_radius = float(model.max_grain_radius())
         self.select = atoms is not None
         if atoms is None:
@@ -63,59 +60,21 @@ class CGAAForceModule(torch.nn.Module):
         if atoms.shape != grain.shape:
             raise ValueError("atoms must give one index per atom of species and grain")
         self.register_buffer("atoms", atoms.long())
-        self.register_buffer("species", species.long())
-        self.register_buffer("grain", grain.long())
+        self.register_buffer("species", self.grains.species)
+        self.register_buffer("grain", self.grains.grain)
         if grain_names is None:
             grain_names = ["grain " + str(g) for g in range(self.n_grains)]
         if len(grain_names) != self.n_grains:
             raise ValueError(f"grain_names must name all {self.n_grains} grains, not {len(grain_names)}")
         self.grain_names: List[str] = list(grain_names)
-        src, dst = intra_pairs(self.grain, self.n_grains)
-        self.register_buffer("intra_src", src)
-        self.register_buffer("intra_dst", dst)
-        self._build_chunks(int(chunk_atoms))
-
-    def _build_chunks(self, chunk_atoms: int) -> None:
-        """Groups of consecutive grains of at most ``chunk_atoms`` atoms, with their atoms and
-        intra-grain pairs (numbered within the group), concatenated group after group."""
-        if chunk_atoms < 1:
-            raise ValueError(f"chunk_atoms must be positive, not {chunk_atoms}")
-        counts = torch.bincount(self.grain, minlength=self.n_grains).tolist()
-        grain_offsets, atom_offsets, size = [0], [0], 0
-        for g, count in enumerate(counts):
-            if size > 0 and size + count > chunk_atoms:
-                grain_offsets.append(g)
-                atom_offsets.append(atom_offsets[-1] + size)
-                size = 0
-            size += count
-        grain_offsets.append(self.n_grains)
-        atom_offsets.append(atom_offsets[-1] + size)
-        chunk_of_grain = torch.zeros(self.n_grains, dtype=torch.long)
-        for k in range(len(grain_offsets) - 1):
-            chunk_of_grain[grain_offsets[k]:grain_offsets[k + 1]] = k
-        order = torch.argsort(self.grain, stable=True)
-        local = torch.empty_like(order)
-        starts = torch.tensor(atom_offsets[:-1])[chunk_of_grain[self.grain[order]]]
-        local[order] = torch.arange(order.shape[0]) - starts
-        pair_chunk = chunk_of_grain[self.grain[self.intra_src]]
-        by_chunk = torch.argsort(pair_chunk, stable=True)
-        pair_counts = torch.bincount(pair_chunk, minlength=len(grain_offsets) - 1)
-        self.n_chunks = len(grain_offsets) - 1
-        self.register_buffer("chunk_atoms", order)
-        self.register_buffer("chunk_atom_offsets", torch.tensor(atom_offsets))
-        self.register_buffer("chunk_grain_offsets", torch.tensor(grain_offsets))
-        self.register_buffer("chunk_pair_offsets", torch.cat([torch.zeros(1, dtype=torch.long),
-                                                              torch.cumsum(pair_counts, 0)]))
-        self.register_buffer("chunk_src", local[self.intra_src[by_chunk]])
-        self.register_buffer("chunk_dst", local[self.intra_dst[by_chunk]])
 
     def prepare(self, positions: torch.Tensor,
-                boxvectors: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+                boxvectors: Optional[torch.Tensor]) -> Tuple[torch.Tensor, GrainGraph]:
         """Checked positions in Å (N, 3, the model's dtype) and their graph
         (:func:`~cgaa_openmm.graph.build_graph`, the builder training uses too)."""
         if self.select:
             positions = positions.index_select(0, self.atoms)
-        r = positions.to(self.model.atomic_energies.dtype) * self.length_scale
+        r = positions.to(self.grains.model.atomic_energies.dtype) * self.length_scale
         if bool(torch.isnan(r).any()):
             raise ValueError("CGAA: a coordinate is NaN (atom "
                              + str(int(self.atoms[torch.isnan(r).any(1).nonzero()[0, 0]])) + ")")
@@ -126,15 +85,14 @@ class CGAAForceModule(torch.nn.Module):
             check_box(cell, self.cutoff)
         else:
             cell = torch.zeros(3, 3, dtype=r.dtype, device=r.device)
-        graph = build_graph(r, self.grain, self.n_grains, self.intra_src, self.intra_dst, cell, self.periodic,
-                            self.cutoff, self.pair_cutoff)
-        self.check_grains(r, graph["unwrap_shift"], cell)
+        graph = self.grains.graph(r, cell, self.periodic)
+        self.check_grains(r, graph.unwrap_shift, cell)
         return r, graph
 
     def check_grains(self, r: torch.Tensor, shift: torch.Tensor, cell: torch.Tensor) -> None:
         """Raise, naming the grain, if :func:`~cgaa_openmm.graph.grain_faults` finds a fault."""
-        radius, broken = grain_faults(r, shift, self.grain, self.n_grains, self.intra_src, self.intra_dst, cell,
-                                      self.periodic)
+        radius, broken = grain_faults(r, shift, self.grain, self.n_grains, self.grains.intra_src,
+                                      self.grains.intra_dst, cell, self.periodic)
         far = (radius > self.max_radius).nonzero()
         if far.shape[0] > 0:
             atom = int(far[0, 0])
@@ -157,90 +115,27 @@ class CGAAForceModule(torch.nn.Module):
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Total energy (``energy_scale`` units, float64) of positions (N, 3) and box (3, 3, rows a, b, c)."""
         r, graph = self.prepare(positions, boxvectors)
-        return self.total_energy(r, graph) * self.energy_scale
-
-    def total_energy(self, r: torch.Tensor, graph: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Energy (eV, float64) of positions ``r`` (Å) with their graph from :meth:`prepare`."""
-        return self.model(r, self.species, self.grain, self.n_grains, graph["unwrap_shift"], self.intra_src,
-                          self.intra_dst, graph["edge_src"], graph["edge_dst"], graph["edge_shift"],
-                          graph["pair_i"], graph["pair_j"], graph["pair_shift"]).sum()
-
-    def group(self, k: int) -> Tuple[torch.Tensor, int, int]:
-        """Atoms (in ``chunk_atoms`` order) and grain range [g0, g1) of group ``k`` of grains."""
-        atoms = self.chunk_atoms[int(self.chunk_atom_offsets[k]):int(self.chunk_atom_offsets[k + 1])]
-        return atoms, int(self.chunk_grain_offsets[k]), int(self.chunk_grain_offsets[k + 1])
-
-    def embed_group(self, k: int, r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`CGAAModel.embed` of group ``k`` of grains, from the unwrapped positions ``r``
-        of that group's atoms (in ``chunk_atoms`` order)."""
-        atoms, g0, g1 = self.group(k)
-        p0, p1 = int(self.chunk_pair_offsets[k]), int(self.chunk_pair_offsets[k + 1])
-        grain = self.grain[atoms] - g0
-        return self.model.embed(r, grain_centres(r, grain, g1 - g0), self.species[atoms], grain,
-                                self.chunk_src[p0:p1], self.chunk_dst[p0:p1])
+        return self.grains.energy(r, graph) * self.energy_scale
 
     def energy_and_forces(self, positions: torch.Tensor,
                           boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Total energy and forces (``energy_scale`` per input length unit; shape of ``positions``).
-
-        The forces are -dE/dpositions, as from differentiating :meth:`forward`, but with the
-        grain embedding done one group of grains at a time (``chunk_atoms``), twice: once
-        without autograd for the grain features, and once per group, after the grain-level
-        part, to push that group's share of the gradient back to its atoms. The per-pair
-        tensors of one group are alive at a time, so memory stays flat in the number of
-        grains, for one more forward pass of the embedding. One group: plain autograd.
-        """
+        """Total energy and forces (``energy_scale`` per input length unit; shape of ``positions``):
+        -dE/dpositions, as from differentiating :meth:`forward`, with the grain embedding done
+        group by group (:meth:`~cgaa_openmm.groups.GrainGroups.energy_and_gradient`)."""
         r, graph = self.prepare(positions.detach(), boxvectors)
-        r = r.detach().requires_grad_(True)
-        if self.n_chunks == 1:
-            energy = self.total_energy(r, graph)
-            gradient = _grad(energy, r)
-        else:
-            shift = graph["unwrap_shift"]
-            unwrapped = (r + shift).detach()
-            parts: List[torch.Tensor] = []
-            readouts: List[torch.Tensor] = []
-            with torch.no_grad():
-                for k in range(self.n_chunks):
-                    features, readout = self.embed_group(k, unwrapped[self.group(k)[0]])
-                    parts.append(features)
-                    readouts.append(readout)
-            features = torch.cat(parts).requires_grad_(True)
-            atom_energy = torch.cat(readouts).requires_grad_(True)
-            centres = grain_centres(r + shift, self.grain, self.n_grains)
-            energy = self.model.grain_energies(features, atom_energy, centres, r, self.species, self.grain,
-                                               graph["edge_src"], graph["edge_dst"], graph["edge_shift"],
-                                               graph["pair_i"], graph["pair_j"], graph["pair_shift"]).sum()
-            grads = torch.autograd.grad([energy], [r, features, atom_energy])
-            gradient, d_features, d_readout = _some(grads[0], r), _some(grads[1], features), _some(grads[2], atom_energy)
-            for k in range(self.n_chunks):
-                atoms, g0, g1 = self.group(k)
-                group = unwrapped[atoms].requires_grad_(True)
-                chunk_features, chunk_readout = self.embed_group(k, group)
-                share = (chunk_features * d_features[g0:g1]).sum() + (chunk_readout * d_readout[g0:g1]).sum()
-                gradient = gradient.index_add(0, atoms, _grad(share, group))
+        energy, gradient = self.grains.energy_and_gradient(r, graph)
         forces = -gradient * (self.energy_scale * self.length_scale)
         if self.select:
             forces = torch.zeros(positions.shape, dtype=forces.dtype, device=forces.device).index_add(
                 0, self.atoms, forces)
-        return energy.detach() * self.energy_scale, forces.to(positions.dtype)
-
-
-def _some(gradient: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-    """A gradient, or zeros where autograd found none."""
-    return torch.zeros_like(like) if gradient is None else gradient
-
-
-def _grad(output: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
-    """d output / d input for a scalar output (zeros if it does not depend on input)."""
-    return _some(torch.autograd.grad([output], [input], allow_unused=True)[0], input)
+        return energy * self.energy_scale, forces.to(positions.dtype)
 
 
 def plain_executor() -> None:
     """Switch off TorchScript's optimising graph executor for the calling thread.
 
     Its autodiff subgraphs keep the intermediates of every group of grains of
-    :meth:`CGAAForceModule.energy_and_forces` alive: in an OpenMM ``Context`` (fast model,
+    :meth:`CGAAEnergy.energy_and_forces` alive: in an OpenMM ``Context`` (fast model,
     9,600 atoms, one thread) an evaluation took 1.5 GB above the loaded process with it and
     0.1 GB without, at the same speed. ``TorchForce`` runs the model in the thread that calls
     OpenMM, so :meth:`~cgaa_openmm.CGAAPotential.createForce` calls this there (LAMMPS' MLIP
@@ -263,16 +158,16 @@ def frozen(module: torch.nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.freeze(script(module.eval()))
 
 
-class EnergyAndForces(CGAAForceModule):
-    """A :class:`CGAAForceModule` whose ``forward`` returns (energy, forces)
-    (:meth:`~CGAAForceModule.energy_and_forces`), for ``TorchForce.setOutputsForces(True)``."""
+class CGAAEnergyAndForces(CGAAEnergy):
+    """A :class:`CGAAEnergy` whose ``forward`` returns (energy, forces)
+    (:meth:`~CGAAEnergy.energy_and_forces`), for ``TorchForce.setOutputsForces(True)``."""
 
     def forward(self, positions: torch.Tensor,
                 boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.energy_and_forces(positions, boxvectors)
 
 
-class ByPrecision(torch.nn.Module):
+class EnergyByPrecision(torch.nn.Module):
     """The same energy module in float32 and float64, run in the precision the positions come in.
 
     OpenMM hands a ``TorchForce`` float64 positions on the Reference and CPU platforms
@@ -282,7 +177,7 @@ class ByPrecision(torch.nn.Module):
     ``periodic`` are those of both.
     """
 
-    def __init__(self, single: CGAAForceModule, double: CGAAForceModule):
+    def __init__(self, single: CGAAEnergy, double: CGAAEnergy):
         super().__init__()
         self.in_single = single
         self.in_double = double
@@ -298,8 +193,8 @@ class ByPrecision(torch.nn.Module):
         return self.in_single(positions, boxvectors)
 
 
-class EnergyAndForcesByPrecision(ByPrecision):
-    """:class:`ByPrecision` of two :class:`EnergyAndForces`: returns (energy, forces)."""
+class EnergyAndForcesByPrecision(EnergyByPrecision):
+    """:class:`EnergyByPrecision` of two :class:`CGAAEnergyAndForces`: returns (energy, forces)."""
 
     def forward(self, positions: torch.Tensor,
                 boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ import torch
 from ase.io import read
 
 from cgaa_openmm.model import CGAAModel
-from cgaa_openmm.torchforce import CGAAForceModule, EnergyAndForces
+from cgaa_openmm.torchforce import CGAAEnergy, CGAAEnergyAndForces
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "carbonates")
 ELEMENTS = [1, 6, 8]
@@ -52,7 +52,7 @@ def make_module(atoms, model, periodic=False, grains="molID", forces=False, regi
         grain = torch.tensor(g)
     if region is not None:
         options["atoms"] = torch.as_tensor(region)
-    return (EnergyAndForces if forces else CGAAForceModule)(model, species, grain, periodic, **options)
+    return (CGAAEnergyAndForces if forces else CGAAEnergy)(model, species, grain, periodic, **options)
 
 
 def energy_forces(module, positions, cell=None):

@@ -13,9 +13,9 @@ from ase.io import read
 from cgaa_openmm.grains import hill_formula
 from conftest import data_file
 
+from accuracy import fragment_ids  # benchmarks/ is on pytest's pythonpath (setup.cfg)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from accuracy import fragment_ids  # noqa: E402
 
 # Each carbonate splits into its CO3 group and its alkyl parts.
 EXPECTED = {"EC": ["CO3", "C2H4"], "PC": ["CO3", "C3H6"], "VC": ["CO3", "C2H2"],
@@ -40,7 +40,7 @@ def test_fragment_grains_split_every_carbonate_into_its_co3_group_and_alkyl_part
 
 
 def test_eos_pressure_is_minus_the_volume_derivative():
-    from eos import BAR_PER_EV_PER_A3, pressure
+    from common import BAR_PER_EV_PER_A3, pressure
     scales = [0.99, 1.0, 1.01]
     volume = np.array([[990.0, 1000.0, 1010.0], [1900.0, 2000.0, 2100.0]])
     energy = -0.002 * volume + 5.0                       # eV; dE/dV = -0.002 eV/Å^3
@@ -51,7 +51,6 @@ def test_eos_pressure_is_minus_the_volume_derivative():
 @pytest.mark.slow
 def test_eos_script_on_a_small_periodic_box(tmp_path):
     """Three molecules in a 12.5 Å box: xTB and the shipped model at three scales, pressures reported."""
-    sys.path.insert(0, os.path.join(ROOT, "example_systems"))
     from build_ecemc import molecule_templates, pack, write_pdb
     from eos import main
     templates = molecule_templates()

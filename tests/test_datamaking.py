@@ -11,11 +11,11 @@ from ase.io import read, write
 
 from cgaa_openmm.modelfile import load_model
 from cgaa_openmm.potential import resolve_model_path
-from training.boxes import liquid_boxes, scale_molecules
-from training.clusters import cut_cluster, liquid_clusters, minimum_image
+from training.datagen.boxes import liquid_boxes, scale_molecules
+from training.datagen.clusters import cut_cluster, liquid_clusters, minimum_image
 from training.config import ConfigError, load_config
 from training.evaluate import evaluate_file
-from training.label import LabelError, label
+from training.datagen.label import LabelError, label
 from training.train import train
 
 from conftest import data_file

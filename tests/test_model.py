@@ -120,10 +120,10 @@ def test_torchscript_equals_eager(clusters, model, cell):
     np.testing.assert_allclose(f1, f0, atol=1e-10)
 
 
-@pytest.mark.parametrize("chunk_atoms", [1, 40], ids=["grain-by-grain", "groups"])
+@pytest.mark.parametrize("group_atoms", [1, 40], ids=["grain-by-grain", "groups"])
 @pytest.mark.parametrize("cell", [None, TRICLINIC])
-def test_grouped_forces_equal_autograd(clusters, model, cell, chunk_atoms):
-    """EnergyAndForces (the TorchForce's module) embeds a few grains at a time and pushes their
+def test_grouped_forces_equal_autograd(clusters, model, cell, group_atoms):
+    """CGAAEnergyAndForces (the TorchForce's module) embeds a few grains at a time and pushes their
     share of the gradient back afterwards: the same energy and -dE/dx as autograd through the
     energy module, eager and frozen TorchScript (as createForce makes it, also after the optimising
     executor was switched off); with selected atoms the others get no force."""
@@ -131,8 +131,8 @@ def test_grouped_forces_equal_autograd(clusters, model, cell, chunk_atoms):
     plain_executor()  # as after any createForce in this process
     module = make_module(atoms, model, periodic=cell is not None)
     e0, f0 = energy_forces(module, atoms.positions, cell)
-    grouped = make_module(atoms, model, periodic=cell is not None, forces=True, chunk_atoms=chunk_atoms)
-    assert grouped.n_chunks == {1: 5, 40: 2}[chunk_atoms]  # 5 molecules of 10-16 atoms
+    grouped = make_module(atoms, model, periodic=cell is not None, forces=True, group_atoms=group_atoms)
+    assert grouped.grains.n_groups == {1: 5, 40: 2}[group_atoms]  # 5 molecules of 10-16 atoms
     box = None if cell is None else torch.tensor(cell)
     for candidate in (grouped, frozen(grouped)):
         energy, forces = candidate(torch.tensor(atoms.positions), box)
@@ -144,7 +144,7 @@ def test_grouped_forces_equal_autograd(clusters, model, cell, chunk_atoms):
     region = np.flatnonzero(np.isin(atoms.arrays["molID"], np.unique(atoms.arrays["molID"])[:2]))
     sub = atoms[region]
     e_sub, f_sub = energy_forces(make_module(sub, model, periodic=cell is not None), sub.positions, cell)
-    selected = make_module(sub, model, periodic=cell is not None, forces=True, chunk_atoms=chunk_atoms,
+    selected = make_module(sub, model, periodic=cell is not None, forces=True, group_atoms=group_atoms,
                            region=region)
     energy, forces = selected(torch.tensor(atoms.positions), box)
     assert energy.item() == pytest.approx(e_sub, rel=1e-12)

@@ -67,8 +67,8 @@ def test_units(potential, clusters):
     topology = topology_from_atoms(atoms)
     model = potential.createModule(topology)
     e_nm = model(torch.tensor(atoms.positions / ANGSTROM_PER_NM)).item()
-    from cgaa_openmm.torchforce import CGAAForceModule
-    ev = CGAAForceModule(potential.model, model.species, model.grain, False)(torch.tensor(atoms.positions)).item()
+    from cgaa_openmm.torchforce import CGAAEnergy
+    ev = CGAAEnergy(potential.model, model.species, model.grain, False)(torch.tensor(atoms.positions)).item()
     assert e_nm == pytest.approx(ev * KJ_PER_MOL_PER_EV, rel=1e-6)
     assert KJ_PER_MOL_PER_EV == pytest.approx(96.485, rel=1e-4)
 
@@ -208,6 +208,20 @@ def test_mdtraj_and_parmed_topologies(potential, box):
         module = potential.createModule(topology, periodic=periodic)
         assert module.n_grains == 60
         assert module(positions, cell).item() == pytest.approx(reference, rel=1e-6)
+
+
+def test_the_atom_grain_baseline_is_the_same_model_with_every_atom_a_grain(potential, box):
+    """``atomGrainBaseline``: same elements and hyperparameters but the cutoff, one grain per atom,
+    and a finite energy of the example box (untrained weights)."""
+    baseline = potential.atomGrainBaseline(5.0)
+    assert baseline.model.elements == potential.model.elements
+    assert baseline.model.hyperparameters == dict(potential.model.hyperparameters, grain_cutoff=5.0)
+    assert baseline.metadata["grains"] == "atom"
+    module = baseline.createModule(box.topology, grains="atom", precision="single")
+    assert module.n_grains == box.topology.getNumAtoms()
+    positions = torch.tensor(box.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    cell = torch.tensor(np.array(box.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
+    assert np.isfinite(module(positions, cell).item())
 
 
 def test_hill_formula():

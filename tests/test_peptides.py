@@ -15,14 +15,14 @@ from ase import units
 from ase.io import read, write
 from openmm import app
 
-import training.label
-import training.peptides
+import training.datagen.label
+import training.datagen.peptides
 from cgaa_openmm.grains import hill_formula
 from cgaa_openmm.model import CGAAModel
 from cgaa_openmm.potential import CGAAPotential, TopologyMismatchError
 from training.config import load_config
 from training.data import read_configs, topology_grains
-from training.peptides import GenerationError, generate, peptide_path
+from training.datagen.peptides import GenerationError, generate, peptide_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = dict(interval=0.02, equilibration=0.02, progress=False)
@@ -70,9 +70,9 @@ def test_resume_labels_only_what_is_missing(dipeptide, tmp_path, monkeypatch):
     write(output, read(dipeptide, index=":2"), format="extxyz")
     os.symlink(dipeptide[:-4] + "_sampling", output[:-4] + "_sampling")
     stages, labelled = [], []
-    monkeypatch.setattr(training.peptides, "run_stage", lambda job: stages.append(job))
-    original = training.label._label_one
-    monkeypatch.setattr(training.label, "_label_one", lambda job: labelled.append(job[0]) or original(job))
+    monkeypatch.setattr(training.datagen.peptides, "run_stage", lambda job: stages.append(job))
+    original = training.datagen.label._label_one
+    monkeypatch.setattr(training.datagen.label, "_label_one", lambda job: labelled.append(job[0]) or original(job))
     generate("ace-ala-nme", output, temperatures=[300, 400], frames=2, **FAST)
     assert stages == [] and len(labelled) == 2
     assert sorted(ids(output)) == sorted(ids(dipeptide))
@@ -152,9 +152,9 @@ def test_waters_within_the_radius_are_whole_grains(tmp_path):
 
 def test_backbone_dihedrals_are_mdtrajs_phi_and_psi():
     import mdtraj as md
-    for name in training.peptides.PEPTIDES:
+    for name in training.datagen.peptides.PEPTIDES:
         trajectory = md.load_pdb(peptide_path(name))
-        found = training.peptides.backbone_dihedrals(app_topology(name))
+        found = training.datagen.peptides.backbone_dihedrals(app_topology(name))
         phi = [atoms for kind, atoms in found if kind == "phi"]
         psi = [atoms for kind, atoms in found if kind == "psi"]
         assert np.array_equal(np.array(phi), md.compute_phi(trajectory)[0])
@@ -176,7 +176,7 @@ def test_dihedral_restraint_energy_is_harmonic_in_the_periodic_distance():
     k = 150.0
     # phi window 20 degrees away; psi window 350 degrees away, i.e. 10 degrees the short way.
     window = (np.degrees(phi) + 20.0, np.degrees(psi) - 350.0)
-    assert training.peptides.add_dihedral_restraints(system, topology, *window, k) == 2
+    assert training.datagen.peptides.add_dihedral_restraints(system, topology, *window, k) == 2
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     context.setPositions(app.PDBFile(pdb).positions)
     energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
@@ -268,7 +268,7 @@ def test_frames_cuts_the_selected_residues_of_a_trajectory(tmp_path):
     """``cgaa-openmm frames``: the selected atoms in Å, grains numbered by residue in topology order,
     rattled copies displaced, every label_id unique; a selection matching nothing is a clear error."""
     import mdtraj
-    from training.peptides import trajectory_configurations
+    from training.datagen.peptides import trajectory_configurations
     pdb = peptide_path("ace-sfvgt-nme")
     frames = mdtraj.load(pdb)
     frames = mdtraj.Trajectory(frames.xyz + np.random.default_rng(0).normal(scale=0.01, size=(3,) + frames.xyz.shape[1:]),
@@ -293,10 +293,10 @@ def test_frames_cuts_the_selected_residues_of_a_trajectory(tmp_path):
 
 
 def test_signed_pair_term_cannot_bind_below_the_data():
-    """blocks.PairPotential: free weights of either sign shape the energy above the floor (the data's
+    """pairs.PairPotential: free weights of either sign shape the energy above the floor (the data's
     closest contact), but below it only the repulsive core acts: whatever the weights, the energy
     rises monotonically as the pair is pushed in, while above the floor the weights do bind."""
-    from cgaa_openmm.blocks import PairPotential
+    from cgaa_openmm.pairs import PairPotential
     floor = 1.5
     r = torch.linspace(0.3, 2.9, 261, dtype=torch.float64)
     positions = torch.zeros(2 * len(r), 3, dtype=torch.float64)
@@ -366,8 +366,7 @@ def test_shipped_peptide_model_repels_below_its_closest_data_contacts():
 def test_shipped_peptide_model_orders_the_gas_phase_conformers_as_xtb():
     """At GFN2-xTB's own minima (C7eq, C5, C7ax, alpha-L), the shipped model's energies relative to
     C7eq agree with xTB's to 0.1 eV (the model shipped before the conformer rounds missed by 0.17)."""
-    sys.path.insert(0, os.path.join(ROOT, "example_systems", "peptides"))
-    import conformers
+    import conformers  # benchmarks/peptides/ is on pytest's pythonpath (setup.cfg)
     from tblite.ase import TBLite
     from ase import Atoms
     pdb = app.PDBFile(peptide_path("ace-ala-nme"))

@@ -11,9 +11,9 @@ from openmm import unit
 
 from cgaa_openmm import CGAAPotential
 
+from build_ecemc import BOX, tile  # example_systems/ is on pytest's pythonpath (setup.cfg)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "example_systems"))
-from build_ecemc import BOX, tile  # noqa: E402
 
 
 def forces(topology, xyz):

@@ -8,7 +8,7 @@ configurations (``config_type=IsolatedAtom``) give the per-element reference
 energies E0.
 """
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from ase.io import read
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cgaa_openmm.graph import build_graph, grain_radii, intra_pairs
+from cgaa_openmm.graph import GrainGraph, batch_graphs, build_graph, grain_radii, intra_pairs
 from cgaa_openmm.neighbors import neighbor_pairs
 
 ENERGY_UNITS = {"eV": 1.0, "kcal/mol": units.kcal / units.mol, "kJ/mol": units.kJ / units.mol,
@@ -40,7 +40,7 @@ class Config:
     forces: torch.Tensor        # (N, 3) eV/Å
     cell: torch.Tensor          # (3, 3) Å, rows a, b, c
     periodic: bool
-    graph: Optional[Dict[str, torch.Tensor]] = None
+    graph: Optional[GrainGraph] = None
     stress: Optional[torch.Tensor] = None  # (3, 3) eV/Å^3, (1/V) dE/dstrain (ASE's sign); periodic only
 
 
@@ -197,7 +197,7 @@ def attach_graphs(configs: Sequence[Config], grain_cutoff: float, pair_cutoff: f
 
 def largest_grain_radius(configs: Sequence[Config]) -> float:
     """The largest distance (Å) of an atom from its grain centre over ``configs`` (graphs attached)."""
-    return max(float(grain_radii(c.positions + c.graph["unwrap_shift"], c.grain, c.n_grains).max())
+    return max(float(grain_radii(c.positions + c.graph.unwrap_shift, c.grain, c.n_grains).max())
                for c in configs)
 
 
@@ -206,7 +206,7 @@ def contact_radii(configs: Sequence[Config], elements: Sequence[int], fraction: 
     """``fraction`` of the closest distance (Å) between atoms of different grains, per element pair.
 
     Pairs never seen within ``search`` Å get 0 (no wall); see
-    :class:`cgaa_openmm.blocks.ContactRepulsion`.
+    :class:`cgaa_openmm.pairs.ContactRepulsion`.
     """
     index = {z: k for k, z in enumerate(elements)}
     closest = torch.full((len(elements), len(elements)), float("inf"), dtype=torch.float64)
@@ -224,37 +224,24 @@ def contact_radii(configs: Sequence[Config], elements: Sequence[int], fraction: 
     return [[round(float(r), 4) for r in row] for row in radii]
 
 
-def collate(configs: Sequence[Config], elements: Sequence[int], dtype: torch.dtype) -> Dict[str, torch.Tensor]:
-    """Concatenate configurations into one disconnected graph for the model."""
+def collate(configs: Sequence[Config], elements: Sequence[int], dtype: torch.dtype) -> Dict[str, Any]:
+    """Concatenate configurations into one disconnected graph for the model: ``graph`` (a
+    :class:`~cgaa_openmm.graph.GrainGraph`), per-atom ``positions``, ``species``, ``grain``,
+    ``forces`` and ``atom_config``, per-grain ``config``, and per-configuration labels."""
     index = {z: i for i, z in enumerate(elements)}
-    parts: Dict[str, list] = {k: [] for k in (
-        "positions", "species", "grain", "unwrap_shift", "intra_src", "intra_dst",
-        "edge_src", "edge_dst", "edge_shift", "pair_i", "pair_j", "pair_shift", "forces", "config",
-        "atom_config")}
-    atom_offset = grain_offset = 0
-    for k, c in enumerate(configs):
-        g = c.graph
-        parts["positions"].append(c.positions)
-        parts["species"].append(torch.tensor([index[int(z)] for z in c.numbers]))
-        parts["grain"].append(c.grain + grain_offset)
-        parts["unwrap_shift"].append(g["unwrap_shift"])
-        parts["intra_src"].append(g["intra_src"] + atom_offset)
-        parts["intra_dst"].append(g["intra_dst"] + atom_offset)
-        parts["edge_src"].append(g["edge_src"] + grain_offset)
-        parts["edge_dst"].append(g["edge_dst"] + grain_offset)
-        parts["edge_shift"].append(g["edge_shift"])
-        parts["pair_i"].append(g["pair_i"] + atom_offset)
-        parts["pair_j"].append(g["pair_j"] + atom_offset)
-        parts["pair_shift"].append(g["pair_shift"])
-        parts["forces"].append(c.forces)
-        parts["config"].append(torch.full((c.n_grains,), k, dtype=torch.long))
-        parts["atom_config"].append(torch.full((len(c.numbers),), k, dtype=torch.long))
-        atom_offset += len(c.numbers)
-        grain_offset += c.n_grains
-    batch = {k: torch.cat(v) for k, v in parts.items()}
-    for k in ("positions", "unwrap_shift", "edge_shift", "pair_shift", "forces"):
-        batch[k] = batch[k].to(dtype)
-    batch["n_grains"] = grain_offset
+    graph = batch_graphs([c.graph for c in configs], [len(c.numbers) for c in configs])
+    graph = graph._replace(unwrap_shift=graph.unwrap_shift.to(dtype), edge_shift=graph.edge_shift.to(dtype),
+                           pair_shift=graph.pair_shift.to(dtype))
+    grain_offsets = np.cumsum([0] + [c.n_grains for c in configs[:-1]])
+    batch: Dict[str, Any] = dict(
+        graph=graph,
+        n_grains=graph.n_grains,
+        positions=torch.cat([c.positions for c in configs]).to(dtype),
+        species=torch.cat([torch.tensor([index[int(z)] for z in c.numbers]) for c in configs]),
+        grain=torch.cat([c.grain + int(offset) for c, offset in zip(configs, grain_offsets)]),
+        forces=torch.cat([c.forces for c in configs]).to(dtype),
+        config=torch.cat([torch.full((c.n_grains,), k, dtype=torch.long) for k, c in enumerate(configs)]),
+        atom_config=torch.cat([torch.full((len(c.numbers),), k, dtype=torch.long) for k, c in enumerate(configs)]))
     batch["energy"] = torch.tensor([c.energy for c in configs], dtype=torch.float64)  # as the model's energies
     batch["n_atoms"] = torch.tensor([len(c.numbers) for c in configs], dtype=dtype)
     batch["volume"] = torch.stack([torch.abs(torch.linalg.det(c.cell)) for c in configs]).to(dtype)
@@ -271,7 +258,7 @@ def predict(model, batch: Dict[str, torch.Tensor], create_graph: bool = False, s
     (integer combinations of the cell vectors) alike, as a deformation of the cell would."""
     positions = batch["positions"].clone().requires_grad_(True)
     inputs = [positions]
-    unwrap_shift, edge_shift, pair_shift = batch["unwrap_shift"], batch["edge_shift"], batch["pair_shift"]
+    graph = batch["graph"]
     r = positions
     if stress:
         strain = torch.zeros(len(batch["energy"]), 3, 3, dtype=positions.dtype, requires_grad=True)
@@ -282,13 +269,10 @@ def predict(model, batch: Dict[str, torch.Tensor], create_graph: bool = False, s
         def deform(x, config):
             return x + torch.bmm(x.unsqueeze(1), symmetric[config]).squeeze(1)
         r = deform(positions, atom_config)
-        unwrap_shift = deform(unwrap_shift, atom_config)
-        edge_shift = deform(edge_shift, batch["config"][batch["edge_dst"]])
-        pair_shift = deform(pair_shift, atom_config[batch["pair_i"]])
-    grain_energy = model(r, batch["species"], batch["grain"], batch["n_grains"],
-                         unwrap_shift, batch["intra_src"], batch["intra_dst"],
-                         batch["edge_src"], batch["edge_dst"], edge_shift,
-                         batch["pair_i"], batch["pair_j"], pair_shift)
+        graph = graph._replace(unwrap_shift=deform(graph.unwrap_shift, atom_config),
+                               edge_shift=deform(graph.edge_shift, batch["config"][graph.edge_dst]),
+                               pair_shift=deform(graph.pair_shift, atom_config[graph.pair_i]))
+    grain_energy = model(r, batch["species"], batch["grain"], graph)
     energy = torch.zeros(len(batch["energy"]), dtype=grain_energy.dtype).index_add(
         0, batch["config"], grain_energy)
     grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)

@@ -109,8 +109,8 @@ def prepare(config: Dict[str, Any]) -> Dict[str, Any]:
     hp["grain_radius"] = round(max(largest_grain_radius(train_set + valid), hp.get("grain_radius") or 0.0), 4)
     n_atoms = sum(len(c.numbers) for c in train_set)
     n_grains = sum(c.n_grains for c in train_set)
-    hp.setdefault("avg_intra_neighbors", max(1.0, sum(len(c.graph["intra_src"]) for c in train_set) / n_atoms))
-    hp.setdefault("avg_grain_neighbors", max(1.0, sum(len(c.graph["edge_src"]) for c in train_set) / n_grains))
+    hp.setdefault("avg_intra_neighbors", max(1.0, sum(len(c.graph.intra_src) for c in train_set) / n_atoms))
+    hp.setdefault("avg_grain_neighbors", max(1.0, sum(len(c.graph.edge_src) for c in train_set) / n_grains))
     hp.setdefault("avg_grain_atoms", n_atoms / n_grains)
     hp.setdefault("energy_scale", float(torch.cat([c.forces for c in train_set]).pow(2).mean().sqrt()))
     return dict(train=train_set, valid=valid, elements=elements, atomic_energies=atomic_energies,

@@ -7,7 +7,7 @@ training set, they teach it the regions (e.g. close contacts) its first data lac
 
 ``liquid_clusters`` samples such clusters from a trajectory of a molecular liquid and
 writes them as extended XYZ with a per-atom ``molID`` column (the grains) and a
-``label_id`` per cluster, ready for :func:`training.label.label`.
+``label_id`` per cluster, ready for :func:`training.datagen.label.label`.
 """
 from typing import List, Optional, Sequence, Tuple
 

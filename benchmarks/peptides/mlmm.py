@@ -1,7 +1,7 @@
 """Capped alanine dipeptide in TIP3P water: CGAA (residue grains) for the peptide, amber14 for the rest.
 
-    python example_systems/peptides/mlmm.py MODEL --ps 100 --output peptide-mlmm
-    python example_systems/peptides/mlmm.py --classical --ps 100 --output peptide-mm
+    python benchmarks/peptides/mlmm.py MODEL --ps 100 --output peptide-mlmm
+    python benchmarks/peptides/mlmm.py --classical --ps 100 --output peptide-mm
 
 builds ACE-ALA-NME (``ace-ala-nme.pdb``) in a cubic TIP3P box (``--padding`` nm), amber14 +
 TIP3P with PME, and runs NVT MD (Langevin, ``--temperature`` K, 1/ps). With a MODEL, the
@@ -23,11 +23,11 @@ import openmm
 import torch
 from openmm import app, unit
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from cgaa_openmm.data import PEPTIDES
 
 
 def solvated(padding: float):
-    pdb = app.PDBFile(os.path.join(HERE, "ace-ala-nme.pdb"))
+    pdb = app.PDBFile(PEPTIDES["ace-ala-nme"])
     forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
     modeller = app.Modeller(pdb.topology, pdb.positions)
     modeller.addSolvent(forcefield, model="tip3p", padding=padding * unit.nanometer)

@@ -1,9 +1,9 @@
 """Gas-phase conformers of ACE-ALA-NME: GFN2-xTB against peptide models, minimum by minimum.
 
-    python example_systems/peptides/conformers.py MODEL [MODEL ...] [--output conformers.json]
+    python benchmarks/peptides/conformers.py MODEL [MODEL ...] [--output conformers.json]
 
 Each start (phi, psi in degrees: C7eq, C5, alpha-R, C7ax, alpha-L) is made by minimising the
-amber14 peptide with its backbone dihedrals restrained there (``training.peptides``). From every
+amber14 peptide with its backbone dihedrals restrained there (``training.datagen.peptides``). From every
 start, ASE's BFGS relaxes the peptide to ``--fmax`` eV/Å once with GFN2-xTB (tblite) and once
 with each model (its own grains, through an OpenMM Context). Two numbers per model:
 
@@ -27,7 +27,6 @@ where a false minimum shows up, as data for an active-learning round.
 """
 import argparse
 import json
-import os
 
 import numpy as np
 import openmm
@@ -39,10 +38,10 @@ from openmm import app, unit
 
 from cgaa_openmm import CGAAPotential
 from cgaa_openmm.potential import KJ_PER_MOL_PER_EV
-from training.peptides import add_dihedral_restraints, backbone_dihedrals, build_system
+from cgaa_openmm.data import PEPTIDES
+from training.datagen.peptides import add_dihedral_restraints, backbone_dihedrals, build_system
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PDB = os.path.join(HERE, "ace-ala-nme.pdb")
+PDB = PEPTIDES["ace-ala-nme"]
 STARTS = {"C7eq": (-80.0, 75.0), "C5": (-155.0, 160.0), "alphaR": (-70.0, -40.0), "C7ax": (70.0, -60.0),
           "alphaL": (60.0, 45.0)}
 
@@ -104,7 +103,7 @@ def relax(atoms: Atoms, calculator, fmax: float, steps: int, every: int = 0) -> 
 def relax_frames(model: str, output: str, grid: int, every: int, fmax: float, steps: int) -> int:
     """Write the model's relaxation paths from an n x n (phi, psi) grid of starts (see the module doc)."""
     from ase.io import write
-    from training.peptides import grid_windows, residue_grains
+    from training.datagen.peptides import grid_windows, residue_grains
     pdb = app.PDBFile(PDB)
     numbers = [atom.element.atomic_number for atom in pdb.topology.atoms()]
     grains = residue_grains(pdb.topology)

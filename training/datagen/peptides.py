@@ -13,9 +13,9 @@
 2. **Cutting.** Each frame becomes one ``ase.Atoms``: the peptide alone, or (explicit water
    with ``water_radius`` > 0) the peptide plus every whole water molecule with an atom within
    ``water_radius`` Å of a peptide atom, nearest first, at most ``max_waters``
-   (:func:`training.clusters.cut_cluster`). The per-atom integer column ``residue`` is the
+   (:func:`training.datagen.clusters.cut_cluster`). The per-atom integer column ``residue`` is the
    grain: the peptide's residue index in the topology (caps are residues), then one per water.
-3. **Labelling.** :func:`training.label.label` computes GFN2-xTB energies (``energy_xtb``, eV)
+3. **Labelling.** :func:`training.datagen.label.label` computes GFN2-xTB energies (``energy_xtb``, eV)
    and forces (``forces_xtb``, eV/Å) with tblite and appends them to ``OUTPUT`` (extended XYZ);
    a configuration whose ``label_id`` is already there is not labelled again.
 
@@ -34,10 +34,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEPTIDE_DIR = os.path.join(ROOT, "example_systems", "peptides")
-#: Peptides shipped in example_systems/peptides/, by name.
-PEPTIDES = {"ace-ala-nme": "ace-ala-nme.pdb", "ace-sfvgt-nme": "ace-sfvgt-nme.pdb"}
+from cgaa_openmm.data import PEPTIDES
+
 FORCEFIELD = ("amber14-all.xml",)
 SOLVENTS = {"implicit": ("implicit/gbn2.xml",), "explicit": ("amber14/tip3p.xml",)}
 #: Settings that define what a sampling stage produces; a stage file written with others is refused.
@@ -52,7 +50,7 @@ class GenerationError(ValueError):
 def peptide_path(peptide: str) -> str:
     """The PDB of a shipped peptide name (see ``PEPTIDES``), or ``peptide`` if it is a file."""
     if peptide in PEPTIDES:
-        return os.path.join(PEPTIDE_DIR, PEPTIDES[peptide])
+        return PEPTIDES[peptide]
     if os.path.isfile(peptide):
         return peptide
     raise GenerationError(f"{peptide!r} is neither a PDB file nor a shipped peptide ({', '.join(PEPTIDES)})")
@@ -215,7 +213,7 @@ def frames_to_atoms(stage_file: str, topology, n_peptide: int, charge: int, name
     ``-rattled``: stretched and squeezed bonds that MD at these temperatures rarely visits.
     """
     from ase import Atoms
-    from training.clusters import cut_cluster
+    from training.datagen.clusters import cut_cluster
     data = np.load(stage_file)
     temperature, seed = float(data["temperature"]), int(data["seed"])
     window = tuple(float(a) for a in data["window"]) if "window" in data and len(data["window"]) else None
@@ -264,7 +262,7 @@ def trajectory_configurations(topology_file: str, trajectory: str, selection: st
     Each kept frame (after ``skip``, every ``stride``-th) becomes an ``ase.Atoms`` in Å with the
     per-atom ``residue`` column (the grain: residues of the selection numbered 0, 1, ... in
     topology order), ``charge`` (e) and a ``label_id`` ``PREFIX-FRAME``, ready for
-    :func:`training.label.label`. In a periodic trajectory, molecules split across the box are
+    :func:`training.datagen.label.label`. In a periodic trajectory, molecules split across the box are
     first made whole along the topology's bonds. With ``rattle`` (Å), every frame is
     followed by a copy with Gaussian displacements of that size (``label_id`` ending ``-rattled``).
     """
@@ -310,7 +308,7 @@ def generate(peptide: str, output: str, temperatures: Sequence[float] = (300.0,)
     from openmm import app
     from tqdm import tqdm
 
-    from training.label import label
+    from training.datagen.label import label
     wall = time.perf_counter()
     pdb_file = peptide_path(peptide)
     if frames < 1 or interval <= 0 or timestep <= 0 or equilibration < 0 or workers < 1 or threads < 1:
@@ -384,7 +382,7 @@ def generate(peptide: str, output: str, temperatures: Sequence[float] = (300.0,)
     with open(record_path) as f:
         record = json.load(f)
     generation = dict(
-        command="cgaa-openmm generate-data", peptide=os.path.relpath(pdb_file, ROOT) if pdb_file.startswith(ROOT)
+        command="cgaa-openmm generate-data", peptide=os.path.basename(pdb_file) if pdb_file in PEPTIDES.values()
         else pdb_file, residues=[r.name for r in peptide_topology.topology.residues()], n_peptide_atoms=n_peptide,
         charge=charge, forcefield=list(FORCEFIELD + SOLVENTS[solvent]), temperatures=[float(t) for t in temperatures],
         seeds=list(seeds), sampling=settings, water_radius=water_radius, max_waters=max_waters,

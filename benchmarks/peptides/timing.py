@@ -1,6 +1,6 @@
 """Milliseconds per energy-and-forces evaluation of peptide models in an OpenMM Context.
 
-    python example_systems/peptides/timing.py MODEL:GRAINS [MODEL:GRAINS ...] [--pdb PDB] [--repeats 20]
+    python benchmarks/peptides/timing.py MODEL:GRAINS [MODEL:GRAINS ...] [--pdb PDB] [--repeats 20]
 
 e.g. ``training/runs/peptide-ala-residue/model.pt:residue training/runs/peptide-ala-atom/model.pt:atom``.
 Every model runs in the same process on the CPU platform with one thread (OpenMM and torch), on the
@@ -10,7 +10,6 @@ three warm-up ones, as JSON.
 """
 import argparse
 import json
-import os
 import time
 
 import numpy as np
@@ -19,8 +18,8 @@ import torch
 from openmm import app, unit
 
 from cgaa_openmm import CGAAPotential
+from cgaa_openmm.data import PEPTIDES
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def time_model(model: str, grains: str, pdb: app.PDBFile, repeats: int) -> dict:
@@ -47,7 +46,7 @@ def time_model(model: str, grains: str, pdb: app.PDBFile, repeats: int) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="MODEL:GRAINS, GRAINS residue or atom")
-    parser.add_argument("--pdb", default=os.path.join(HERE, "ace-ala-nme.pdb"))
+    parser.add_argument("--pdb", default=PEPTIDES["ace-ala-nme"])
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(1)

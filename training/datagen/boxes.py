@@ -5,7 +5,7 @@ is scaled with the box and the molecules stay rigid. A model that is right about
 cluster can still be wrong about that energy change, and its liquid then drifts to the wrong
 density. ``liquid_boxes`` writes periodic frames of a small liquid box with exactly such
 moves applied (a random length scale per box), so labelling them (periodic GFN2-xTB,
-:func:`training.label.label`) and training on them teaches the model the liquid's equation of
+:func:`training.datagen.label.label`) and training on them teaches the model the liquid's equation of
 state at and around its density.
 """
 from typing import List, Optional, Tuple
@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from ase import Atoms
 
-from training.clusters import load_liquid, minimum_image
+from training.datagen.clusters import load_liquid, minimum_image
 
 
 def scale_molecules(positions: np.ndarray, molecule: np.ndarray, box: np.ndarray, factor: float

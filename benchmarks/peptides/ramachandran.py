@@ -1,6 +1,6 @@
 """Ramachandran plots (φ/ψ of every residue with both) of peptide trajectories, side by side.
 
-    python example_systems/peptides/ramachandran.py RUN_DIR [RUN_DIR ...] --output docs/figures/x.png
+    python benchmarks/peptides/ramachandran.py RUN_DIR [RUN_DIR ...] --output docs/figures/x.png
 
 Each RUN_DIR holds ``trajectory.dcd`` and ``topology.pdb`` (as ``mlmm.py`` writes them); its
 panel is titled by ``summary.json``'s model (or ``--titles``). Angles come from mdtraj
