@@ -24,16 +24,14 @@ Usage: ``python benchmarks/accuracy.py [--epochs N] [--mace-size medium|tutorial
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
-import sys
 import time
 
 import numpy as np
 from ase.io import read, write
 
-from common import mace_errors, train_cgaa
+from common import MACE_SIZES, MACE_VERSION, cpu_model, mace_errors, train_cgaa, train_mace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -42,12 +40,6 @@ RUNS = os.path.join(HERE, "runs", "accuracy")
 RESULTS = os.path.join(HERE, "results")
 BASE_CONFIG = os.path.join(ROOT, "training", "configs", "carbonates-xtb.yaml")
 BOX = os.path.join(ROOT, "example_systems", "ecemc.pdb")
-MACE_VERSION = "0.3.16"
-MACE_SIZES = {  # as in the MACE tutorials (small) and the medium model of the brief
-    "tutorial": ["--num_channels=32", "--max_L=0", "--r_max=4.0", "--max_num_epochs=100", "--start_swa=80"],
-    "medium": ["--num_channels=64", "--max_L=1", "--correlation=3", "--r_max=5.0",
-               "--max_num_epochs=150", "--start_swa=120"],
-}
 
 
 def fragment_ids(atoms, molecule) -> np.ndarray:
@@ -182,41 +174,10 @@ def ms_per_evaluation(model_path: str, kind: str, repeats: int, threads: int) ->
     return statistics.median(times)
 
 
-def cpu_model() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def mace(size: str, venv: str, threads: int) -> dict:
     """Train MACE in its own virtual environment and evaluate it on the test set."""
-    python = os.path.join(venv, "bin", "python")
-    if not os.path.exists(python):
-        # --system-site-packages reuses the installed torch; mace-torch's own e3nn pin
-        # (0.4.4) is installed inside the venv and shadows ours there only.
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", f"mace-torch=={MACE_VERSION}"], check=True)
     work = os.path.join(RUNS, f"mace-{size}")
-    os.makedirs(work, exist_ok=True)
-    model = os.path.join(work, f"mace-{size}.model")
-    t0 = time.time()
-    if not os.path.exists(model):
-        # The E0s are the file's isolated atoms (as in the tutorial); forces-weighted loss,
-        # SWA stage, EMA, AMSGrad: mace_run_train's tutorial recipe.
-        command = [os.path.join(venv, "bin", "mace_run_train"), f"--name=mace-{size}", f"--work_dir={work}",
-                   f"--train_file={os.path.join(DATA, 'solvent_xtb_train_200.xyz')}", "--valid_fraction=0.10",
-                   "--E0s=isolated", "--energy_key=energy_xtb", "--forces_key=forces_xtb", "--model=MACE",
-                   "--batch_size=10", "--swa", "--ema", "--ema_decay=0.99", "--amsgrad", "--device=cpu",
-                   "--default_dtype=float64", "--seed=123", "--restart_latest", *MACE_SIZES[size]]
-        print(f"== training MACE ({size}): {' '.join(command)}", flush=True)
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        subprocess.run(command, check=True, cwd=work, env=env)
-        with open(os.path.join(work, "train_minutes.txt"), "w") as f:
-            f.write(f"{(time.time() - t0) / 60:.1f} minutes, {threads} threads\n")
-    # With --swa the tutorial's model is the stage-two one (energy-weighted final epochs).
-    stage_two = os.path.join(work, f"mace-{size}_stagetwo.model")
-    model = stage_two if os.path.exists(stage_two) else model
+    model = train_mace(size, venv, work, threads)
     predictions = os.path.join(work, f"test_predictions_{os.path.basename(model)}.xyz")
     if not os.path.exists(predictions):
         subprocess.run([os.path.join(venv, "bin", "mace_eval_configs"),

@@ -172,6 +172,38 @@ def train_cgaa(config_path: str, name: str, runs: str, overrides: dict = None) -
     return config["output"]
 
 
+#: mace_run_train options of the MACE sizes: the tutorial's, and the medium model of the brief.
+MACE_SIZES = {
+    "tutorial": ["--num_channels=32", "--max_L=0", "--r_max=4.0", "--max_num_epochs=100", "--start_swa=80"],
+    "medium": ["--num_channels=64", "--max_L=1", "--correlation=3", "--r_max=5.0",
+               "--max_num_epochs=150", "--start_swa=120"],
+}
+
+
+def train_mace(size: str, venv: str, work: str, threads: int = 1) -> str:
+    """Train (or resume, or reuse) MACE of ``size`` on the 200 configurations in ``work`` with
+    ``mace_run_train`` in its own venv (built on first use) as its tutorials do (E0s from the
+    file's isolated atoms, float64, EMA, AMSGrad, an SWA stage with a high energy weight);
+    returns the stage-two model's path (the tutorial's model)."""
+    mace_python(venv)
+    os.makedirs(work, exist_ok=True)
+    stage_two = os.path.join(work, f"mace-{size}_stagetwo.model")
+    if not os.path.exists(stage_two):
+        command = [os.path.join(venv, "bin", "mace_run_train"), f"--name=mace-{size}", "--work_dir=.",
+                   f"--train_file={os.path.join(DATA, 'solvent_xtb_train_200.xyz')}", "--valid_fraction=0.10",
+                   "--E0s=isolated", "--energy_key=energy_xtb", "--forces_key=forces_xtb", "--model=MACE",
+                   "--batch_size=10", "--swa", "--ema", "--ema_decay=0.99", "--amsgrad", "--device=cpu",
+                   "--default_dtype=float64", "--seed=123", "--restart_latest", *MACE_SIZES[size]]
+        print(f"== training MACE ({size}): {' '.join(command)}", flush=True)
+        t0 = time.time()
+        with open(os.path.join(work, "train.log"), "a") as log:
+            subprocess.run(command, check=True, cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                           env=dict(os.environ, OMP_NUM_THREADS=str(threads), **WORKER_ENV))
+        with open(os.path.join(work, "train_minutes.txt"), "w") as f:
+            f.write(f"{(time.time() - t0) / 60:.1f} minutes, {threads} threads\n")
+    return stage_two
+
+
 def mace_errors(predictions: str) -> dict:
     """Errors of ``mace_eval_configs`` predictions (``MACE_energy``/``MACE_forces``) against the file's
     xTB labels, clusters only."""

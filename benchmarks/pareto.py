@@ -42,8 +42,8 @@ import time
 
 import numpy as np
 
-from common import (DATA, KJ_PER_EV, MACE_VERSION, ROOT, launch, mace_errors, mace_python, machine, median_time,
-                    source_module, tiled_box, train_cgaa)
+from common import (DATA, KJ_PER_EV, MACE_SIZES, MACE_VERSION, ROOT, launch, mace_errors, machine, median_time,
+                    source_module, tiled_box, train_cgaa, train_mace)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = os.path.join(ROOT, "training", "configs")
@@ -75,11 +75,6 @@ ROWS = {
     "shipped-carbonates-xtb-fast": dict(shipped="carbonates-xtb-fast"),
 }
 #: mace_run_train options by size: the tutorial's, and the medium model of the brief.
-MACE_SIZES = {
-    "tutorial": ["--num_channels=32", "--max_L=0", "--r_max=4.0", "--max_num_epochs=100", "--start_swa=80"],
-    "medium": ["--num_channels=64", "--max_L=1", "--correlation=3", "--r_max=5.0",
-               "--max_num_epochs=150", "--start_swa=120"],
-}
 ATOM_CUTOFF = 5.0
 #: Knowledge distillation: rattled copies (Gaussian, these standard deviations in Å) of every
 #: configuration the teacher trained on, labelled by the teacher (a row's ``sigmas``).
@@ -216,26 +211,6 @@ def timings(total, graph, quick: bool, **extra) -> dict:
 
 # ---------------------------------------------------------------- driver
 
-def train_mace(size: str, venv: str, runs: str) -> str:
-    """Train (or reuse) MACE of ``size`` on the 200 configurations; the stage-two model's path."""
-    mace_python(venv)
-    work = os.path.join(runs, f"mace-{size}")
-    os.makedirs(work, exist_ok=True)
-    stage_two = os.path.join(work, f"mace-{size}_stagetwo.model")
-    if not os.path.exists(stage_two):
-        # E0s from the file's isolated atoms, as in the tutorial; --restart_latest resumes.
-        command = [os.path.join(venv, "bin", "mace_run_train"), f"--name=mace-{size}", "--work_dir=.",
-                   f"--train_file={TRAIN}", "--valid_fraction=0.10", "--E0s=isolated", "--energy_key=energy_xtb",
-                   "--forces_key=forces_xtb", "--model=MACE", "--batch_size=10", "--swa", "--ema",
-                   "--ema_decay=0.99", "--amsgrad", "--device=cpu", "--default_dtype=float64", "--seed=123",
-                   "--restart_latest", *MACE_SIZES[size]]
-        print(f"== training MACE ({size}): {' '.join(command)}", flush=True)
-        with open(os.path.join(work, "train.log"), "a") as log:
-            subprocess.run(command, check=True, cwd=work, stdout=log, stderr=subprocess.STDOUT,
-                           env=dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE"))
-    return stage_two
-
-
 def file_sha(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:16]
@@ -317,7 +292,7 @@ def describe(name: str, spec: dict, path: str) -> str:
 
 def row_path(name: str, spec: dict, args) -> str:
     if "mace" in spec:
-        return train_mace(spec["mace"], args.mace_venv, args.runs)
+        return train_mace(spec["mace"], args.mace_venv, os.path.join(args.runs, f"mace-{spec['mace']}"))
     if "shipped" in spec:
         from cgaa_openmm.potential import resolve_model_path
         return resolve_model_path(spec["shipped"])
@@ -334,7 +309,7 @@ def teacher_data(size: str, sigmas, args) -> dict:
     it (standard deviations ``sigmas``, Å, seed 0), written as ``energy_xtb``/``forces_xtb`` with
     ``label_source`` saying whose labels they are. Returns the config overrides."""
     from ase.io import read, write
-    teacher = train_mace(size, args.mace_venv, args.runs)
+    teacher = train_mace(size, args.mace_venv, os.path.join(args.runs, f"mace-{size}"))
     work = os.path.join(args.runs, f"distill-{size}" + ("" if tuple(sigmas) == RATTLE_SIGMAS else f"-{len(sigmas)}"))
     files = {k: os.path.join(work, f"{k}.xyz") for k in ("train", "valid", "teacher")}
     if not all(os.path.exists(f) for f in files.values()):
