@@ -1,7 +1,7 @@
 """``cgaa-openmm boxes``: periodic liquid frames, rigidly rescaled (``training.datagen.boxes``)."""
 import sys
 
-from .frames_input import require_frames
+from .frames_input import add_frames_arguments, add_sampling_arguments, require_frames
 
 HELP = "periodic liquid frames, rigidly rescaled like a barostat move (extended XYZ, for labelling)"
 DESCRIPTION = ("Random frames of a periodic liquid; each frame's molecule centres and box are scaled by a factor "
@@ -9,18 +9,13 @@ DESCRIPTION = ("Random frames of a periodic liquid; each frame's molecule centre
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("topology", help="PDB with bonds and box (e.g. topology.pdb written by simulate)")
-    parser.add_argument("trajectory", nargs="?", help="DCD or other mdtraj trajectory (default: the "
-                                                      "topology's coordinates)")
-    parser.add_argument("-o", "--output", required=True, help="extended XYZ to write")
+    add_frames_arguments(parser, "PDB with bonds and box (e.g. topology.pdb written by simulate)")
     parser.add_argument("--n", type=int, default=50, help="number of boxes")
     parser.add_argument("--scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX"),
                         help="length scale factor range (0.97 1.10: about 1.1x to 0.75x the density)")
     parser.add_argument("--min-edge", type=float, default=0.0,
                         help="Å; refuse boxes with a shorter edge (twice the model's cutoff)")
-    parser.add_argument("--skip", type=int, default=0, help="leading frames not used")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prefix", default="box", help="label_id prefix (unique across files)")
+    add_sampling_arguments(parser, "box")
 
 
 def run(args) -> None:

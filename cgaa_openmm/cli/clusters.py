@@ -1,5 +1,5 @@
 """``cgaa-openmm clusters``: molecule clusters cut from liquid frames (``training.datagen.clusters``)."""
-from .frames_input import require_frames
+from .frames_input import add_frames_arguments, add_sampling_arguments, require_frames
 
 HELP = "cut molecule clusters from liquid frames (extended XYZ with molID, for labelling)"
 DESCRIPTION = ("Random centre molecules of random frames, each with the whole molecules that have an atom within "
@@ -7,19 +7,14 @@ DESCRIPTION = ("Random centre molecules of random frames, each with the whole mo
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("topology", help="PDB with bonds (e.g. topology.pdb written by simulate)")
-    parser.add_argument("trajectory", nargs="?", help="DCD or other mdtraj trajectory (default: the "
-                                                      "topology's coordinates)")
-    parser.add_argument("-o", "--output", required=True, help="extended XYZ to write")
+    add_frames_arguments(parser, "PDB with bonds (e.g. topology.pdb written by simulate)")
     parser.add_argument("--n", type=int, default=100, help="number of clusters")
     parser.add_argument("--radius", type=float, default=3.0, help="Å, closest-atom distance to the centre")
     parser.add_argument("--max-molecules", type=int, default=5, help="neighbour molecules kept, nearest first")
     parser.add_argument("--scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX"),
                         help="neighbour centre-of-mass distances to the centre are multiplied by a "
                              "factor drawn from [MIN, MAX] (rigid molecules)")
-    parser.add_argument("--skip", type=int, default=0, help="leading frames not used")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prefix", default="cluster", help="label_id prefix (unique across files)")
+    add_sampling_arguments(parser, "cluster")
 
 
 def run(args) -> None:

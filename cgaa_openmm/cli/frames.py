@@ -2,7 +2,7 @@
 (``training.datagen.peptides.trajectory_configurations``)."""
 import sys
 
-from .frames_input import require_frames
+from .frames_input import add_frames_arguments, add_sampling_arguments, require_frames
 
 HELP = "a region (e.g. the ML region) of trajectory frames, residue grains (extended XYZ, for labelling)"
 DESCRIPTION = ("The atoms of an mdtraj selection in frames of a trajectory, e.g. the peptide of an ML/MM run, with "
@@ -11,16 +11,13 @@ DESCRIPTION = ("The atoms of an mdtraj selection in frames of a trajectory, e.g.
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("topology", help="PDB with bonds (e.g. topology.pdb written beside the trajectory)")
-    parser.add_argument("trajectory", help="DCD or other mdtraj trajectory")
-    parser.add_argument("-o", "--output", required=True, help="extended XYZ to write")
+    add_frames_arguments(parser, "PDB with bonds (e.g. topology.pdb written beside the trajectory)",
+                         trajectory_required=True)
     parser.add_argument("--select", default="protein", help="mdtraj selection of the region (whole molecules)")
-    parser.add_argument("--skip", type=int, default=0, help="leading frames not used")
     parser.add_argument("--stride", type=int, default=1, help="use every STRIDE-th frame")
     parser.add_argument("--rattle", type=float, default=0.0, help="Å; add a Gaussian-displaced copy of every frame")
     parser.add_argument("--charge", type=int, default=0, help="net charge of the region (e)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the rattle")
-    parser.add_argument("--prefix", default="frame", help="label_id prefix (unique across files)")
+    add_sampling_arguments(parser, "frame", seed_help="seed of the rattle")
 
 
 def run(args) -> None:
