@@ -287,7 +287,8 @@ def describe(name: str, spec: dict, path: str) -> str:
             what += f", {hp['pair_kind']} atom pair term between grains ({hp['pair_cutoff']:g} Å)"
     if "distill" in spec:
         sigmas = spec.get("sigmas", RATTLE_SIGMAS)
-        what = f"CGAA distilled from MACE {spec['distill']} ({len(sigmas)} rattled copies per config, σ {sigmas} Å)"
+        distilled = f"distilled from MACE {spec['distill']} ({len(sigmas)} rattled copies per config, σ {sigmas} Å)"
+        what = what.replace("CGAA", "CGAA " + distilled, 1) if what.startswith("CGAA,") else f"CGAA {distilled}"
     if "shipped" in spec:
         what = f"shipped {spec['shipped']}"
     return (f"{what}: {hp['channels']} ch, L {hp['lmax']}, {hp.get('embed_layers', 1)} {hp.get('embed_kind', '')} "

@@ -12,7 +12,7 @@ Usage: ``python example_systems/build_ecemc.py --ec 20 --emc 40 --density 1.2 -o
 The bundled ``ecemc.pdb`` is that packed box equilibrated at 300 K, so that MD started from it
 (``cgaa-openmm simulate``, velocities drawn at 300 K, no minimisation) is at 300 K from its first
 step. A packed box is far from equilibrium (a run from it heats to 550 K within 25 fs; minimised
-instead, it cools to 150 K). The equilibration: 0.8 ps NVT (0.5 fs, 300 K) with the fast shipped model
+instead, it cools to 150 K). The equilibration: 0.8 ps NVT (0.5 fs, 300 K) with the fast model shipped before 2026-12-02
 and strong friction, from the packed box bundled before (11 min on one core of the 2-core development
 machine; the temperature is within 300-315 K from step 600 on, the potential energy flat from step 1200),
 then ``--positions`` to write its last state with the packed box's topology::
