@@ -132,3 +132,31 @@ def test_pareto_on_the_smallest_box_with_a_tiny_model(tmp_path):
     assert "| tiny |" in (out / "pareto.md").read_text()
     assert (out / "pareto.png").stat().st_size > 5000
     assert [t["met"] for t in results["targets"]] == [None] * 5  # no shipped or MACE row measured
+
+
+@pytest.mark.slow
+def test_npt_density_script_on_a_small_box_continues_its_run(tmp_path):
+    """15 molecules packed at 1.1 g/mL, a few NPT steps: the density of the production frames with
+    its block error, the start density the packed one, volume moves made; a second call with more
+    production continues the same run from its checkpoint instead of starting again."""
+    from build_ecemc import molecule_templates, pack, write_pdb
+    from npt_density import main
+    templates = molecule_templates()
+    placed, edge = pack(templates, {"EC": 5, "EMC": 10}, density=1.1, min_distance=2.0, seed=0)
+    pdb = str(tmp_path / "box.pdb")
+    write_pdb(templates, placed, edge, pdb)
+    common = ["--input", pdb, "--model", "carbonates-xtb-fast", "--timestep", "0.5", "--equilibration-ps", "0.002",
+              "--frame-ps", "0.001", "--barostat-interval", "2", "--run-dir", str(tmp_path / "run")]
+    first = main(common + ["--production-ps", "0.006", "--output", str(tmp_path / "first.json")])
+    assert first["production_frames"] == 6 and first["production_ps"] == pytest.approx(0.006)
+    assert first["start_density_g_per_mL"] == pytest.approx(1.1, abs=0.03)
+    assert 0.9 < first["density_g_per_mL"] < 1.3 and np.isfinite(first["stderr_g_per_mL"])
+    assert first["experiment_g_per_mL"] == 1.095 and first["model"] == "carbonates-xtb-fast"
+    second = main(common + ["--production-ps", "0.010", "--output", str(tmp_path / "second.json")])
+    assert second["production_frames"] == 10
+    steps = np.loadtxt(tmp_path / "run" / "log.csv", delimiter=",", usecols=0)
+    np.testing.assert_array_equal(np.diff(steps), np.diff(steps)[0])   # one run, no restart from step 0
+    volumes = np.loadtxt(tmp_path / "run" / "log.csv", delimiter=",", usecols=6)
+    assert len(set(volumes)) > 1                                         # the barostat moved the box
+    assert json.load(open(tmp_path / "second.json"))["density_g_per_mL"] == second["density_g_per_mL"]
+    assert (tmp_path / "second.png").exists()
