@@ -5,7 +5,7 @@ a, b, c (OpenMM's convention). Integer work (cell indices, image shifts) runs
 under ``no_grad``; callers rebuild the differentiable vectors from positions
 plus the returned constant shifts, so autograd sees only smooth operations.
 """
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -66,12 +66,23 @@ def neighbor_pairs(points: torch.Tensor, cell: torch.Tensor, periodic: bool,
                    cutoff: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All ordered pairs (i, j), i != j, with |p_j + shift - p_i| < cutoff.
 
-    A cell list: points are binned into cells at least ``cutoff`` wide and only
-    the 27 surrounding cells are searched, so the cost is O(N). Returns
-    ``(i, j, shift)`` with ``shift`` (Å, shape (P, 3)) the lattice vector to add
-    to ``points[j]``. For a non-periodic system ``cell`` is ignored and the
-    shifts are zero. Periodic cells must be at least 2 * cutoff wide
+    A cell list (:func:`cell_list_pairs`), O(N). Returns ``(i, j, shift)`` with ``shift`` (Å,
+    shape (P, 3)) the lattice vector to add to ``points[j]``. For a non-periodic system ``cell``
+    is ignored and the shifts are zero. Periodic cells must be at least 2 * cutoff wide
     (:func:`check_box`), which makes every pair unique.
+    """
+    return cell_list_pairs(points, cell, periodic, cutoff, None)
+
+
+def cell_list_pairs(points: torch.Tensor, cell: torch.Tensor, periodic: bool, cutoff: float,
+                    grain: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pairs of :func:`neighbor_pairs`; with ``grain`` (N,), only pairs i < j of different grains.
+
+    Points are binned into cells at least ``cutoff`` wide. For each of the 27 cell offsets in
+    turn, every point is compared with the points of its neighbouring cell (a dense (N, most
+    points per cell) block), and only the pairs within the cutoff are turned into index lists,
+    so the cost is O(N) and the memory that of one offset's block. Unordered pairs (``grain``
+    given) need only half the offsets: the pair found at offset -k is the pair at +k reversed.
     """
     with torch.no_grad():
         n_points = points.shape[0]
@@ -85,9 +96,10 @@ def neighbor_pairs(points: torch.Tensor, cell: torch.Tensor, periodic: bool,
         inv = torch.linalg.inv(box)
         frac = (points - origin) @ inv
         wrap = torch.floor(frac)
-        frac = frac - wrap
+        wrapped = points - wrap @ box
+        wrap = wrap.long()
         n_cells = torch.clamp(torch.floor(perpendicular_widths(box) / cutoff), min=1.0).long()
-        index3 = torch.minimum((frac * n_cells).long(), n_cells - 1)
+        index3 = torch.minimum(((frac - wrap) * n_cells).long(), n_cells - 1)
         stride = torch.stack([n_cells[1] * n_cells[2], n_cells[2], torch.ones_like(n_cells[0])])
         flat = (index3 * stride).sum(1)
         total = int(n_cells.prod())
@@ -101,23 +113,37 @@ def neighbor_pairs(points: torch.Tensor, cell: torch.Tensor, periodic: bool,
         table = torch.full((total, width), -1, dtype=torch.long, device=points.device)
         table[flat[order], rank] = order
 
+        atoms = torch.arange(n_points, device=points.device).unsqueeze(1)
         r = torch.arange(-1, 2, device=points.device)
-        offsets = torch.cartesian_prod(r, r, r)  # (27, 3)
-        neighbor3 = index3.unsqueeze(1) + offsets.unsqueeze(0)  # (N, 27, 3)
-        image = torch.div(neighbor3, n_cells, rounding_mode="floor")
-        neighbor3 = neighbor3 - image * n_cells
-        candidates = table[(neighbor3 * stride).sum(2)]  # (N, 27, width)
-
-        valid = candidates >= 0
-        i = torch.arange(n_points, device=points.device).view(-1, 1, 1).expand_as(candidates)[valid]
-        cell_of_pair = torch.arange(27, device=points.device).view(1, -1, 1).expand_as(candidates)[valid]
-        j = candidates[valid]
-        # Lattice shift of raw point j relative to raw point i.
-        lattice = image[i, cell_of_pair] - wrap[j].long() + wrap[i].long()
-        shift = lattice.to(points.dtype) @ box
-        distance = torch.linalg.norm(points[j] + shift - points[i], dim=1)
-        keep = (distance < cutoff) & ((i != j) | (lattice != 0).any(1))
-        return i[keep], j[keep], shift[keep]
+        offsets = torch.cartesian_prod(r, r, r)
+        found_i: List[torch.Tensor] = []
+        found_j: List[torch.Tensor] = []
+        found_lattice: List[torch.Tensor] = []
+        # cartesian_prod lists (0, 0, 0) 13th: the offsets after it are the reverses of those before.
+        for k in range(13 if grain is not None else 0, 27):
+            neighbor3 = index3 + offsets[k]
+            image = torch.div(neighbor3, n_cells, rounding_mode="floor")
+            candidates = table[((neighbor3 - image * n_cells) * stride).sum(1)]  # (N, width)
+            others = candidates.clamp(min=0)
+            vectors = wrapped[others] + (image.to(points.dtype) @ box - wrapped).unsqueeze(1)
+            keep = (candidates >= 0) & ((vectors * vectors).sum(2) < cutoff * cutoff)
+            if not bool(image.any(1).all()):  # a point meets itself only in its own image
+                keep = keep & ((candidates != atoms) | image.any(1, keepdim=True))
+            if grain is not None:
+                keep = keep & (grain[others] != grain.unsqueeze(1))
+                if k == 13:
+                    keep = keep & (candidates > atoms)
+            pair = keep.nonzero()
+            i, j = pair[:, 0], candidates[pair[:, 0], pair[:, 1]]
+            found_i.append(i)
+            found_j.append(j)
+            found_lattice.append(image[i] - wrap[j] + wrap[i])
+        i, j, lattice = torch.cat(found_i), torch.cat(found_j), torch.cat(found_lattice)
+        if grain is not None:  # each pair once: as i < j
+            swap = j < i
+            i, j = torch.where(swap, j, i), torch.where(swap, i, j)
+            lattice = torch.where(swap.unsqueeze(1), -lattice, lattice)
+        return i, j, lattice.to(points.dtype) @ box
 
 
 def atom_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor, periodic: bool,
@@ -127,6 +153,4 @@ def atom_pairs(positions: torch.Tensor, grain: torch.Tensor, cell: torch.Tensor,
     if cutoff <= 0.0:
         empty = torch.zeros(0, dtype=torch.long, device=positions.device)
         return empty, empty, torch.zeros(0, 3, dtype=positions.dtype, device=positions.device)
-    i, j, shift = neighbor_pairs(positions.detach(), cell, periodic, cutoff)
-    keep = (grain[i] != grain[j]) & (i < j)
-    return i[keep], j[keep], shift[keep]
+    return cell_list_pairs(positions.detach(), cell, periodic, cutoff, grain)
