@@ -191,13 +191,17 @@ class BodyOrderedUpdate(torch.nn.Module):
 class DensityLayer(torch.nn.Module):
     """An intra-grain embedding layer in the manner of MACE: neighbour densities and their products.
 
-    For atom j, A_j = sum_i R(|r_ij|)_{c,l} Y_l(r_ij) s_{i,c} over its intra-grain pairs i -> j, with
+    For atom j, A_j = sum_i R(|r_ij|)_{c,l} Y_l(r_ij) s_{i,c} over its intra-grain neighbours i, with
     s_i = linear(scalars of x_i) in ``channels`` channels (may be fewer than x's) and one radial
     weight per channel and l (an MLP of the radial basis); then :class:`BodyOrderedUpdate` of
     linear(A_j) + linear(x_j), so up to ``correlation`` (2 or 3) neighbours and the atom's own
     features (its element, its place r'_j in the grain) are correlated. Only scalars travel along
     pairs: a pair costs C (l_max + 1) radial weights and C (l_max + 1)^2 products, where
     :class:`Interaction` couples every l of the sender with every l of the pair direction.
+
+    Pairs come as a dense table, K slots per atom (:func:`~cgaa_openmm.graph.neighbour_table`):
+    the sum over neighbours is then one batched matrix product per atom instead of a (pairs,
+    C, (l_max + 1)^2) tensor of messages scattered onto atoms, 2-3x faster with its backward.
     """
 
     def __init__(self, irreps: o3.Irreps, lmax: int, channels: int, n_radial: int, radial_hidden: int,
@@ -214,16 +218,21 @@ class DensityLayer(torch.nn.Module):
         self.self_in = o3.Linear(irreps, density)
         self.sender = o3.Linear(irreps, o3.Irreps(f"{channels}x0e"))
 
-    def forward(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-                edge_sh: torch.Tensor, edge_radial: torch.Tensor) -> torch.Tensor:
-        """x (atoms, irreps) updated by the pairs src -> dst with unit-vector harmonics ``edge_sh``."""
-        weighted = self.sender(x)[src].unsqueeze(2) * self.radial(edge_radial).view(-1, self.channels, self.lmax + 1)
-        # One product per l: indexing the weights out to every component instead is 2x slower (its backward).
-        messages = torch.cat([weighted[:, :, l:l + 1] * edge_sh[:, None, l * l:(l + 1) * (l + 1)]
-                              for l in range(self.lmax + 1)], dim=2)
-        summed = torch.zeros(x.shape[0], self.channels, messages.shape[2], dtype=x.dtype, device=x.device)
-        summed = from_channels(summed.index_add(0, dst, messages), self.lmax)
-        return self.update(x, self.density_in(summed * self.norm) + self.self_in(x))
+    def forward(self, x: torch.Tensor, neighbours: torch.Tensor, edge_sh: torch.Tensor,
+                edge_radial: torch.Tensor) -> torch.Tensor:
+        """x (atoms, irreps) updated from its neighbours: ``neighbours`` (atoms, K) atom indices,
+        ``edge_sh`` (atoms, K, (l_max + 1)^2) harmonics of the unit vectors to them, ``edge_radial``
+        (atoms, K, n_radial) their radial basis, zero in the slots of absent pairs (the bias-free
+        radial MLP keeps them zero)."""
+        n, k = neighbours.shape[0], neighbours.shape[1]
+        width = self.channels * (self.lmax + 1)
+        weighted = self.sender(x)[neighbours].unsqueeze(3) * self.radial(edge_radial).view(
+            n, k, self.channels, self.lmax + 1)
+        # Every (channel, l) weight times every harmonic component; the l-matching blocks are kept.
+        full = torch.bmm(weighted.view(n, k, width).transpose(1, 2), edge_sh).view(
+            n, self.channels, self.lmax + 1, edge_sh.shape[2])
+        summed = torch.cat([full[:, :, l, l * l:(l + 1) * (l + 1)] for l in range(self.lmax + 1)], dim=2)
+        return self.update(x, self.density_in(from_channels(summed, self.lmax) * self.norm) + self.self_in(x))
 
 
 class GrainProduct(torch.nn.Module):

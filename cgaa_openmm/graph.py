@@ -26,6 +26,22 @@ def intra_pairs(grain: torch.Tensor, n_grains: int) -> Tuple[torch.Tensor, torch
     return src[keep], dst[keep]
 
 
+def neighbour_table(src: torch.Tensor, dst: torch.Tensor, n_atoms: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The pairs src -> dst as a dense table: ``(neighbours, present)``, both (n_atoms, K) with K
+    the most pairs of any atom; row j holds the src atoms of j's pairs, and ``present`` is False
+    in the slots left over (their atom index is j itself)."""
+    counts = torch.bincount(dst, minlength=n_atoms)
+    width = int(counts.max()) if dst.shape[0] > 0 else 0
+    order = torch.argsort(dst, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(dst.shape[0], device=dst.device) - starts[dst[order]]
+    atoms = torch.arange(n_atoms, device=dst.device)
+    neighbours = atoms.unsqueeze(1).repeat(1, width)
+    neighbours[dst[order], slot] = src[order]
+    present = torch.arange(width, device=dst.device).unsqueeze(0) < counts.unsqueeze(1)
+    return neighbours, present
+
+
 def grain_centres(positions: torch.Tensor, grain: torch.Tensor, n_grains: int) -> torch.Tensor:
     """Mean position of every grain's atoms (Å), shape (n_grains, 3)."""
     counts = torch.bincount(grain, minlength=n_grains).to(positions.dtype)

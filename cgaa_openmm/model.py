@@ -28,7 +28,7 @@ import torch
 from e3nn import o3
 
 from .blocks import BesselBasis, DensityLayer, GaussianBasis, GrainProduct, Interaction, hidden_irreps
-from .graph import GrainGraph, grain_centres
+from .graph import GrainGraph, grain_centres, neighbour_table
 from .pairs import ContactRepulsion, PairPotential, PairRepulsion
 
 DEFAULT_HYPERPARAMETERS = dict(
@@ -78,6 +78,10 @@ class CGAAModel(torch.nn.Module):
         **hyperparameters: see :data:`DEFAULT_HYPERPARAMETERS`.
     """
 
+    #: Intra-grain pairs as a neighbour table (density layers) rather than pair lists; a constant, so
+    #: that TorchScript compiles only the branch of the model's own layers.
+    dense_pairs: torch.jit.Final[bool]
+
     def __init__(self, elements: List[int], atomic_energies: Optional[List[float]] = None, **hyperparameters):
         super().__init__()
         unknown = set(hyperparameters) - set(DEFAULT_HYPERPARAMETERS)
@@ -120,6 +124,7 @@ class CGAAModel(torch.nn.Module):
         else:
             raise ValueError(f"embed_kind must be 'interaction' or 'density', not {hp['embed_kind']!r}")
         self.intra_layers = torch.nn.ModuleList(intra)
+        self.dense_pairs = hp["embed_kind"] == "density" and len(intra) > 0
         self.atom_readout = o3.Linear(hidden, o3.Irreps("0e"))
         self.pool = o3.Linear(hidden, hidden)
         self.pool_norm = float(hp["avg_grain_atoms"]) ** -0.5
@@ -200,7 +205,21 @@ class CGAAModel(torch.nn.Module):
         centre_distance = torch.sqrt((relative * relative).sum(1) + 1e-12)
         centre_sh = self.solid_harmonics(relative / self.centre_scale)
         x = self.centre_embedding(x, atoms, atoms, centre_sh, self.centre_basis(centre_distance))
-        if len(self.intra_layers) > 0:
+        if self.dense_pairs:
+            # Density layers take every atom's intra-grain pairs as one row of a table; pairs at or
+            # beyond intra_cutoff and the table's empty slots carry exactly zero (the radial basis
+            # and the bias-free radial MLP vanish there).
+            with torch.no_grad():
+                neighbours, present = neighbour_table(intra_src, intra_dst, r.shape[0])
+                far = torch.zeros(3, dtype=r.dtype, device=r.device)
+                far[0] = 2.0 * self.intra_cutoff
+            vectors = torch.where(present.unsqueeze(2), r[neighbours] - r.unsqueeze(1), far)
+            intra_sh = self.spherical_harmonics(vectors.view(-1, 3)).view(vectors.shape[0], vectors.shape[1],
+                                                                           (self.lmax + 1) * (self.lmax + 1))
+            intra_radial = self.intra_basis(torch.linalg.norm(vectors, dim=2))
+            for layer in self.intra_layers:
+                x = layer(x, neighbours, intra_sh, intra_radial)
+        elif len(self.intra_layers) > 0:
             # Pairs at or beyond intra_cutoff carry exactly zero messages (the radial basis and the
             # bias-free radial MLP vanish there): skipping them is exact and saves their cost.
             with torch.no_grad():

@@ -8,7 +8,7 @@ from e3nn import o3
 from e3nn.util.jit import script
 
 from cgaa_openmm.blocks import ChannelwiseProduct, from_channels, to_channels
-from cgaa_openmm.graph import intra_pairs
+from cgaa_openmm.graph import intra_pairs, neighbour_table
 from cgaa_openmm.neighbors import check_box, neighbor_pairs, perpendicular_widths
 from cgaa_openmm.torchforce import frozen, plain_executor
 
@@ -254,3 +254,18 @@ def test_pair_term_sums_smooth_repulsive_pairs_of_atoms_in_different_grains(clus
                               torch.zeros(len(r), 3, dtype=torch.float64))
         slope, = torch.autograd.grad(energies.sum(), r)
         assert (energies[:-1] > 0).all() and (slope[:-1] < 0).all()
+
+
+def test_neighbour_table_holds_every_pair_once_and_nothing_else():
+    """The density layers' table of intra-grain pairs: row j lists exactly the src atoms of the
+    pairs src -> j (grains of 1, 3, 10 and 15 atoms, shuffled), empty slots marked and pointing at j."""
+    sizes = [15, 1, 10, 3, 15]
+    grain = torch.cat([torch.full((s,), g) for g, s in enumerate(sizes)])[torch.randperm(sum(sizes))]
+    src, dst = intra_pairs(grain, len(sizes))
+    neighbours, present = neighbour_table(src, dst, grain.shape[0])
+    assert neighbours.shape == (grain.shape[0], max(sizes) - 1)
+    rows, slots = torch.nonzero(present, as_tuple=True)
+    assert sorted(zip(rows.tolist(), neighbours[rows, slots].tolist())) == sorted(zip(dst.tolist(), src.tolist()))
+    empty = ~present
+    assert torch.equal(neighbours[empty], torch.arange(grain.shape[0]).unsqueeze(1).expand_as(neighbours)[empty])
+    assert torch.equal(present.sum(1), torch.bincount(dst, minlength=grain.shape[0]))
