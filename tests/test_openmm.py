@@ -246,9 +246,9 @@ def test_import_survives_a_platform_plugin_that_cannot_load(monkeypatch):
 
 
 def test_shipped_models_on_held_out_liquid_boxes():
-    """docs/results.md's claim: on 30 periodic EC/EMC boxes of the default model's own NPT run,
-    labelled with xTB and never trained on, the fast model fits forces and energies at least as well
-    as the default model, with a far smaller energy offset (what an NPT run feels)."""
+    """docs/results.md's claim: on 30 periodic EC/EMC boxes of an earlier default's NPT run, labelled
+    with xTB and never trained on, the default model fits forces better than the fast one, both beat
+    the paper's 0.201 eV/Å, and both energies stay within a few meV/atom (what an NPT run feels)."""
     from training.evaluate import evaluate_file
     boxes = os.path.join(os.path.dirname(__file__), "..", "training", "datasets", "ecemc-boxes-heldout.xyz.xz")
     threads = torch.get_num_threads()
@@ -259,5 +259,5 @@ def test_shipped_models_on_held_out_liquid_boxes():
     finally:
         torch.set_num_threads(threads)
     assert default["n_configs"] == fast["n_configs"] == 30
-    assert fast["forces_rmse"] <= default["forces_rmse"] < 0.22
-    assert fast["energy_rmse_mev_per_atom"] < 10.0 < default["energy_rmse_mev_per_atom"]
+    assert default["forces_rmse"] < fast["forces_rmse"] < 0.15
+    assert default["energy_rmse_mev_per_atom"] < fast["energy_rmse_mev_per_atom"] < 5.0
