@@ -103,34 +103,36 @@ class Interaction(torch.nn.Module):
 
 def to_channels(a: torch.Tensor, channels: int, lmax: int) -> torch.Tensor:
     """Features in e3nn's layout for ``channels`` x (0e + 1o + ... + lmax), shape (n, channels * D),
-    as (n, channels, D) with D = (lmax + 1)^2: every channel's components of all l side by side."""
+    as (channels, n, D) with D = (lmax + 1)^2: every channel's components of all l side by side,
+    channel-major, so that per-channel batched products and the elementwise work around them run
+    on contiguous memory."""
     blocks = []
     start = 0
     for l in range(lmax + 1):
         width = channels * (2 * l + 1)
-        blocks.append(a[:, start:start + width].reshape(a.shape[0], channels, 2 * l + 1))
+        blocks.append(a[:, start:start + width].reshape(a.shape[0], channels, 2 * l + 1).transpose(0, 1))
         start += width
     return torch.cat(blocks, dim=2)
 
 
 def from_channels(t: torch.Tensor, lmax: int) -> torch.Tensor:
-    """Inverse of :func:`to_channels`: (n, channels, D) back to e3nn's layout (n, channels * D)."""
+    """Inverse of :func:`to_channels`: (channels, n, D) back to e3nn's layout (n, channels * D)."""
     blocks = []
     for l in range(lmax + 1):
-        block = t[:, :, l * l:(l + 1) * (l + 1)]
-        blocks.append(block.reshape(t.shape[0], t.shape[1] * (2 * l + 1)))
+        block = t[:, :, l * l:(l + 1) * (l + 1)].transpose(0, 1)
+        blocks.append(block.reshape(t.shape[1], t.shape[0] * (2 * l + 1)))
     return torch.cat(blocks, dim=1)
 
 
 class ChannelwiseProduct(torch.nn.Module):
     """Every coupling l1 x l2 -> l3 (parity (-1)^l, l <= lmax) of two features with the same
     channels, channel by channel, with one learned weight per coupling and channel: a body-ordered
-    product at one node (e3nn's "uuu" tensor product). Inputs and output are (n, channels, D),
+    product at one node (e3nn's "uuu" tensor product). Inputs and output are (channels, n, D),
     D = (lmax + 1)^2 (:func:`to_channels`).
 
-    The weighted Wigner-3j couplings of each channel are summed into one D^2 x D kernel, so the
-    product is one batched matrix product where e3nn's ``TensorProduct`` does one small product per
-    coupling (11 for lmax 2). Normalisation as e3nn's ("component" irreps, "element" paths).
+    The weighted Wigner-3j couplings of each channel are summed into one D x D^2 kernel, so the
+    product is one batched matrix product and one weighted sum where e3nn's ``TensorProduct`` does
+    one small product per coupling (11 for lmax 2). Normalisation as e3nn's ("component" irreps, "element" paths).
     """
 
     def __init__(self, channels: int, lmax: int):
@@ -151,9 +153,11 @@ class ChannelwiseProduct(torch.nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         kernel = self.weight.t() @ self.coupling.to(self.weight.dtype)
-        kernel = kernel.view(self.channels, self.dim * self.dim, self.dim)
-        outer = (a.unsqueeze(3) * b.unsqueeze(2)).reshape(a.shape[0], self.channels, self.dim * self.dim)
-        return torch.bmm(outer.transpose(0, 1), kernel).transpose(0, 1)
+        kernel = kernel.view(self.channels, self.dim, self.dim * self.dim)
+        # a against the kernel first (one (n, D) x (D, D^2) product per channel), then b: the same
+        # sums as forming the (n, C, D^2) outer product of a and b first, 2-3x faster with the backward.
+        partial = torch.bmm(a, kernel).view(a.shape[0], a.shape[1], self.dim, self.dim)
+        return (b.unsqueeze(3) * partial).sum(2)
 
 
 class BodyOrderedUpdate(torch.nn.Module):
@@ -232,7 +236,8 @@ class DensityLayer(torch.nn.Module):
         full = torch.bmm(weighted.view(n, k, width).transpose(1, 2), edge_sh).view(
             n, self.channels, self.lmax + 1, edge_sh.shape[2])
         summed = torch.cat([full[:, :, l, l * l:(l + 1) * (l + 1)] for l in range(self.lmax + 1)], dim=2)
-        return self.update(x, self.density_in(from_channels(summed, self.lmax) * self.norm) + self.self_in(x))
+        summed = from_channels(summed.transpose(0, 1), self.lmax)
+        return self.update(x, self.density_in(summed * self.norm) + self.self_in(x))
 
 
 class GrainProduct(torch.nn.Module):
@@ -257,7 +262,7 @@ class GrainProduct(torch.nn.Module):
 
 
 def bounded_norms(a: torch.Tensor, lmax: int) -> torch.Tensor:
-    """|v|^2 of each channel's l-vector v of ``a`` (n, channels, D) (:func:`to_channels`), broadcast
+    """|v|^2 of each channel's l-vector v of ``a`` (channels, n, D) (:func:`to_channels`), broadcast
     over its components: ``a * rsqrt(1 + bounded_norms(a))`` maps every v to v / sqrt(1 + |v|^2),
     equivariant, smooth and of norm < 1, so products of them (up to cubic) cannot grow without
     bound from layer to layer."""
