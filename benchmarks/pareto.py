@@ -30,6 +30,14 @@ single evaluation after one warm-up where that takes over 30 s.
 Usage: ``python benchmarks/pareto.py [--rows NAME ...] [--sizes 800 3200 9600] [--config NAME=YAML]
 [--skip-mace] [--quick]``. Writes ``benchmarks/results/pareto.json``, ``pareto.md`` and
 ``pareto.png`` (``--output-dir``). ``--quick`` (for the test): one evaluation, no warm-up.
+
+``pareto.json``: ``rows``, one flat record per model and size (``model``, ``atoms``, ``threads``,
+``us_per_atom`` (total, graph included), ``model_us_per_atom``, ``graph_us_per_atom``,
+``force_rmse_eV_per_A``, ``train_configs`` (of the 200 reference configurations), ``extra_data``
+(teacher-labelled copies or liquid data a row saw besides them), ``grains`` (CGAA: molecule or
+atom; null for MACE), ``trained`` (false for the untrained atom-grain timings));
+``models``, everything measured per model (errors, timings, atom-grain timings, description);
+``targets``; and the machine and settings.
 """
 import argparse
 import hashlib
@@ -79,9 +87,11 @@ ROWS = {
                         overrides=dict(grains="atom", grain_kind="atom", model=dict(grain_cutoff=5.0))),
     "mace-tutorial": dict(mace="tutorial"),
     "mace-medium": dict(mace="medium"),
-    "shipped-carbonates-xtb": dict(shipped="carbonates-xtb"),
-    "shipped-carbonates-xtb-fast": dict(shipped="carbonates-xtb-fast"),
+    "carbonates-xtb": dict(shipped="carbonates-xtb"),
+    "carbonates-xtb-fast": dict(shipped="carbonates-xtb-fast"),
 }
+#: Row names of an older pareto.json, read under their current names.
+RENAMED = {"shipped-carbonates-xtb": "carbonates-xtb", "shipped-carbonates-xtb-fast": "carbonates-xtb-fast"}
 #: mace_run_train options by size: the tutorial's, and the medium model of the brief.
 ATOM_CUTOFF = 5.0
 #: Knowledge distillation: rattled copies (Gaussian, these standard deviations in Å) of every
@@ -366,12 +376,61 @@ def time_row(name: str, spec: dict, path: str, atoms: int, args, atom_grains: bo
     return launch(command, log, args.timeout, args.max_rss_gb * 1024)
 
 
-def save(path: str, results: dict, rows: list) -> dict:
-    """Write ``results`` with its ``rows`` merged into the file's other rows (re-read first: runs
-    of this script for different rows may overlap); returns the merged results."""
-    merged = json.load(open(path)) if os.path.exists(path) else {}
-    merged.update({k: v for k, v in results.items() if k != "rows"})
-    merged.setdefault("rows", {}).update({name: results["rows"][name] for name in rows if name in results["rows"]})
+def read_results(path: str) -> dict:
+    """``pareto.json`` as written, or empty; one of an older layout (per-model data under ``rows``,
+    shipped rows named ``shipped-...``) is read into the current one."""
+    results = json.load(open(path)) if os.path.exists(path) else {}
+    if isinstance(results.get("rows"), dict):
+        results["models"] = results.pop("rows")
+    results["models"] = {RENAMED.get(name, name): row for name, row in results.get("models", {}).items()}
+    return results
+
+
+def extra_data(spec: dict) -> str:
+    """What a row learned from besides the 200 reference configurations ("" if nothing)."""
+    if "distill" in spec:
+        sigmas = spec.get("sigmas", RATTLE_SIGMAS)
+        return f"{len(sigmas)} rattled copies of each of its 180 training configurations labelled by MACE {spec['distill']}"
+    if "shipped" in spec:
+        from cgaa_openmm.potential import CGAAPotential
+        training = CGAAPotential.load(spec["shipped"]).metadata.get("training", {})
+        extra = [os.path.basename(f) for f in training.get("extra_train_files") or []]
+        start = f"{training['init_model']} fine-tuned with " if training.get("init_model") else ""
+        return start + ", ".join(extra) if extra else start
+    return ""
+
+
+def records(models: dict) -> list:
+    """The flat ``rows`` of pareto.json: one per model and timed size (molecule grains), and one per
+    atom-grain timing (untrained weights: ``trained`` false, no error)."""
+    rows = []
+    for name, model in models.items():
+        error = model.get("errors", {}).get("forces_rmse")
+        extras = extra_data(ROWS[name]) if name in ROWS else model.get("extra_data", "")
+        grains = None if name.startswith("mace") else (
+            "atom" if ROWS.get(name, {}).get("overrides", {}).get("grains") == "atom" else "molecule")
+        for grains, key in ((grains, "timings"), ("atom", "atom_grain_timings")):
+            for atoms, t in sorted(model.get(key, {}).items(), key=lambda item: int(item[0])):
+                if "total_ms" not in t:
+                    continue
+                n = int(atoms)
+                rows.append(dict(model=name if key == "timings" else f"{name} (atom grains)", atoms=n, threads=1,
+                                 us_per_atom=1e3 * t["total_ms"] / n, model_us_per_atom=1e3 * t["model_ms"] / n,
+                                 graph_us_per_atom=1e3 * t["graph_ms"] / n,
+                                 force_rmse_eV_per_A=error if key == "timings" else None,
+                                 train_configs=200, extra_data=extras, grains=grains,
+                                 trained=key == "timings"))
+    return rows
+
+
+def save(path: str, results: dict, names: list) -> dict:
+    """Write ``results`` with its models ``names`` merged into the file's other models (re-read first:
+    runs of this script for different rows may overlap) and the flat ``rows`` made from them all;
+    returns the merged results."""
+    merged = read_results(path)
+    merged.update({k: v for k, v in results.items() if k not in ("rows", "models")})
+    merged["models"].update({name: results["models"][name] for name in names if name in results["models"]})
+    merged["rows"] = records(merged["models"])
     with open(path + f".{os.getpid()}.tmp", "w") as f:
         json.dump(merged, f, indent=1)
     os.replace(path + f".{os.getpid()}.tmp", path)
@@ -380,14 +439,14 @@ def save(path: str, results: dict, rows: list) -> dict:
 
 def ratio(results: dict, slow: str, fast: str, atoms: int, key: str = "total_ms"):
     """Time of row ``slow`` over row ``fast`` at ``atoms`` (None if either is missing)."""
-    a = results["rows"].get(slow, {}).get("timings", {}).get(str(atoms), {})
-    b = results["rows"].get(fast, {}).get("timings", {}).get(str(atoms), {})
+    a = results["models"].get(slow, {}).get("timings", {}).get(str(atoms), {})
+    b = results["models"].get(fast, {}).get("timings", {}).get(str(atoms), {})
     return a[key] / b[key] if key in a and key in b else None
 
 
 def targets(results: dict, atoms: int) -> list:
     """The issue's targets for the shipped models, measured or not."""
-    rows = results["rows"]
+    rows = results["models"]
 
     def rmse(name):
         return rows.get(name, {}).get("errors", {}).get("forces_rmse")
@@ -396,7 +455,7 @@ def targets(results: dict, atoms: int) -> list:
         row = rows.get(name, {})
         a, b = row.get("atom_grain_timings", {}).get(str(atoms), {}), row.get("timings", {}).get(str(atoms), {})
         return a["total_ms"] / b["total_ms"] if "total_ms" in a and "total_ms" in b else None
-    default, fast = "shipped-carbonates-xtb", "shipped-carbonates-xtb-fast"
+    default, fast = "carbonates-xtb", "carbonates-xtb-fast"
     checks = [
         (f"{default}: test force RMSE ≤ 0.150 eV/Å", rmse(default), lambda v: v <= 0.150),
         (f"{default}: ≥ 20× faster than MACE medium at {atoms} atoms",
@@ -419,7 +478,7 @@ def table(results: dict) -> str:
     head += [f"µs/atom at {n}: total (model + graph)" for n in sizes]
     head += [f"MACE tutorial / row at {big}", f"MACE medium / row at {big}", f"atom grains / row at {big}"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for name, row in results["rows"].items():
+    for name, row in results["models"].items():
         errors = row.get("errors", {})
         cells = [name, row.get("what", ""), str(next((t.get("parameters") for t in row.get("timings", {}).values()
                                                       if "parameters" in t), "")),
@@ -454,7 +513,7 @@ def table(results: dict) -> str:
 
 
 def reference_net(results: dict) -> str:
-    values = {round(r["errors"]["net_molecular_force_reference_rms"], 3) for r in results["rows"].values()
+    values = {round(r["errors"]["net_molecular_force_reference_rms"], 3) for r in results["models"].values()
               if "net_molecular_force_reference_rms" in r.get("errors", {})}
     return " / ".join(f"{v:.3f} eV/Å" for v in sorted(values)) or "?"
 
@@ -466,13 +525,13 @@ def plot(results: dict, path: str) -> None:
     sizes = results["sizes"]
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 4), squeeze=False)
     for ax, n in zip(axes[0], sizes):
-        for name, row in results["rows"].items():
+        for name, row in results["models"].items():
             t = row.get("timings", {}).get(str(n), {})
             e = row.get("errors", {}).get("forces_rmse")
             if "us_per_atom" not in t or e is None:
                 continue
             marker = "*" if name.startswith("mace") else ("s" if name.startswith("atom") else
-                                                          "D" if name.startswith("shipped") else "o")
+                                                          "D" if "shipped" in ROWS.get(name, {}) else "o")
             ax.scatter(t["us_per_atom"], e, marker=marker, s=60)
             ax.annotate(name, (t["us_per_atom"], e), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
@@ -523,8 +582,7 @@ def main(argv=None):
     os.makedirs(args.runs, exist_ok=True)
     os.makedirs(args.output_dir, exist_ok=True)
     out = os.path.join(args.output_dir, "pareto.json")
-    results = json.load(open(out)) if os.path.exists(out) else {}
-    results.setdefault("rows", {})
+    results = read_results(out)
     results.update(machine=machine(), sizes=sorted(set(results.get("sizes", [])) | set(args.sizes)),
                    train_file=os.path.basename(TRAIN), test_file=os.path.basename(args.test_file), threads=1,
                    precision="float32", command="python benchmarks/pareto.py")
@@ -532,8 +590,9 @@ def main(argv=None):
         spec = rows[name]
         path = row_path(name, spec, args)
         kind = "mace" if "mace" in spec else "cgaa"
-        row = results["rows"].setdefault(name, {})
+        row = results["models"].setdefault(name, {})
         row.update(what=describe(name, spec, path), model_file=os.path.relpath(path, ROOT), measured=time.strftime("%F %T"),
+                   extra_data=extra_data(spec),
                    errors=test_errors(name, path, kind, args.test_file, args.mace_venv, args.runs))
         results["n_test_configs"] = row["errors"].get("n_configs")
         row.setdefault("timings", {})

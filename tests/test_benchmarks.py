@@ -116,7 +116,7 @@ def test_pareto_on_the_smallest_box_with_a_tiny_model(tmp_path):
                     data_file("solvent_xtb_train_20.xyz"), "--runs", str(tmp_path / "runs"),
                     "--output-dir", str(out)], check=True, cwd=ROOT)
     results = json.load(open(out / "pareto.json"))
-    row = results["rows"]["tiny"]
+    row = results["models"]["tiny"]
     clusters = [a for a in read(data_file("solvent_xtb_train_20.xyz"), index=":")
                 if a.info.get("config_type") != "IsolatedAtom"]
     assert row["errors"]["n_configs"] == len(clusters) and np.isfinite(row["errors"]["forces_rmse"])
@@ -132,6 +132,14 @@ def test_pareto_on_the_smallest_box_with_a_tiny_model(tmp_path):
     assert "| tiny |" in (out / "pareto.md").read_text()
     assert (out / "pareto.png").stat().st_size > 5000
     assert [t["met"] for t in results["targets"]] == [None] * 5  # no shipped or MACE row measured
+    # The flat records: one per model and size, the total including the graph.
+    molecule, atom = results["rows"]
+    assert molecule["model"] == "tiny" and molecule["grains"] == "molecule" and molecule["trained"]
+    assert atom["model"] == "tiny (atom grains)" and atom["grains"] == "atom" and not atom["trained"]
+    assert molecule["atoms"] == 800 and molecule["threads"] == 1 and molecule["train_configs"] == 200
+    assert molecule["force_rmse_eV_per_A"] == row["errors"]["forces_rmse"] and atom["force_rmse_eV_per_A"] is None
+    assert np.isclose(molecule["us_per_atom"], 1e3 * row["timings"]["800"]["total_ms"] / 800)
+    assert np.isclose(molecule["us_per_atom"], molecule["model_us_per_atom"] + molecule["graph_us_per_atom"])
 
 
 @pytest.mark.slow
