@@ -88,6 +88,24 @@ ROWS = {
                                        sigmas=(0.02, 0.04, 0.07, 0.1),
                                        overrides=dict(epochs=50, stage_two_epoch=38, grain_force_weight=10.0,
                                                       model=dict(pair_cutoff=5.0, pair_kind="signed"))),
+    "cgaa-fast-pair-distilled-medium-4-dc16": dict(config="carbonates-fast-recipe.yaml", distill="medium",
+                                                   sigmas=(0.02, 0.04, 0.07, 0.1),
+                                                   overrides=dict(epochs=50, stage_two_epoch=38, grain_force_weight=10.0,
+                                                                  model=dict(pair_cutoff=5.0, pair_kind="signed",
+                                                                             density_channels=16))),
+    "cgaa-fast-pair-distilled-medium-8-dc16": dict(config="carbonates-fast-recipe.yaml", distill="medium",
+                                                   sigmas=(0.02, 0.04, 0.07, 0.1) * 2,
+                                                   overrides=dict(epochs=30, stage_two_epoch=23, grain_force_weight=10.0,
+                                                                  model=dict(pair_cutoff=5.0, pair_kind="signed",
+                                                                             density_channels=16))),
+    "cgaa-wide-pair-distilled-medium-4": dict(config="carbonates-wide-recipe.yaml", distill="medium",
+                                              sigmas=(0.02, 0.04, 0.07, 0.1),
+                                              overrides=dict(epochs=50, stage_two_epoch=38, grain_force_weight=10.0,
+                                                             model=dict(pair_cutoff=5.0, pair_kind="signed"))),
+    "cgaa-wide-pair-distilled-medium-8": dict(config="carbonates-wide-recipe.yaml", distill="medium",
+                                              sigmas=(0.02, 0.04, 0.07, 0.1) * 2,
+                                              overrides=dict(epochs=30, stage_two_epoch=23, grain_force_weight=10.0,
+                                                             model=dict(pair_cutoff=5.0, pair_kind="signed"))),
     "atom-grains": dict(config="carbonates-xtb.yaml",
                         overrides=dict(grains="atom", grain_kind="atom", model=dict(grain_cutoff=5.0))),
     "mace-tutorial": dict(mace="tutorial"),
@@ -239,8 +257,8 @@ def file_sha(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
-def test_errors(name: str, path: str, kind: str, test_file: str, venv: str, runs: str) -> dict:
-    """Errors on ``test_file`` (cached by model file and test file)."""
+def test_errors(name: str, path: str, kind: str, test_file: str, venv: str, runs: str, device: str = "cpu") -> dict:
+    """Errors on ``test_file`` (cached by model file and test file); MACE evaluates on ``device``."""
     cache = os.path.join(runs, f"{name}.test.json")
     key = f"{file_sha(path)}:{os.path.basename(test_file)}"
     if os.path.exists(cache):
@@ -250,7 +268,7 @@ def test_errors(name: str, path: str, kind: str, test_file: str, venv: str, runs
     if kind == "mace":
         predictions = os.path.join(runs, f"{name}.test_predictions.xyz")
         subprocess.run([os.path.join(venv, "bin", "mace_eval_configs"), f"--configs={test_file}", f"--model={path}",
-                        f"--output={predictions}", "--device=cpu", "--default_dtype=float64"], check=True)
+                        f"--output={predictions}", f"--device={device}", "--default_dtype=float64"], check=True)
         errors = dict(mace_errors(predictions), data=os.path.basename(test_file))
         forces = np.concatenate([a.arrays["MACE_forces"] for a in read_clusters(predictions)])
     else:
@@ -316,7 +334,8 @@ def describe(name: str, spec: dict, path: str) -> str:
 
 def row_path(name: str, spec: dict, args) -> str:
     if "mace" in spec:
-        return train_mace(spec["mace"], args.mace_venv, os.path.join(args.runs, f"mace-{spec['mace']}"))
+        return train_mace(spec["mace"], args.mace_venv, os.path.join(args.runs, f"mace-{spec['mace']}"),
+                          device=args.mace_device)
     if "shipped" in spec:
         from cgaa_openmm.potential import resolve_model_path
         return resolve_model_path(spec["shipped"])
@@ -333,7 +352,7 @@ def teacher_data(size: str, sigmas, args) -> dict:
     it (standard deviations ``sigmas``, Å, seed 0), written as ``energy_xtb``/``forces_xtb`` with
     ``label_source`` saying whose labels they are. Returns the config overrides."""
     from ase.io import read, write
-    teacher = train_mace(size, args.mace_venv, os.path.join(args.runs, f"mace-{size}"))
+    teacher = train_mace(size, args.mace_venv, os.path.join(args.runs, f"mace-{size}"), device=args.mace_device)
     work = os.path.join(args.runs, f"distill-{size}" + ("" if tuple(sigmas) == RATTLE_SIGMAS else f"-{len(sigmas)}"))
     files = {k: os.path.join(work, f"{k}.xyz") for k in ("train", "valid", "teacher")}
     if not all(os.path.exists(f) for f in files.values()):
@@ -358,7 +377,8 @@ def teacher_data(size: str, sigmas, args) -> dict:
         write(unlabelled, rattled)
         predictions = os.path.join(work, "rattled_predictions.xyz")
         subprocess.run([os.path.join(args.mace_venv, "bin", "mace_eval_configs"), f"--configs={unlabelled}",
-                        f"--model={teacher}", f"--output={predictions}", "--device=cpu", "--default_dtype=float64"],
+                        f"--model={teacher}", f"--output={predictions}", f"--device={args.mace_device}",
+                        "--default_dtype=float64"],
                        check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
         labelled = []
         for atoms in read(predictions, index=":"):
@@ -557,6 +577,10 @@ def main(argv=None):
     parser.add_argument("--test-file", default=TEST)
     parser.add_argument("--skip-mace", action="store_true")
     parser.add_argument("--mace-venv", default=os.path.join(HERE, ".venv-mace"))
+    parser.add_argument("--mace-device", default="cpu", help="torch device of MACE training and labelling (cpu, cuda)")
+    parser.add_argument("--teachers-only", action="store_true",
+                        help="train the chosen MACE rows and the chosen rows' teachers, label their teacher data, "
+                             "test the MACE rows; no CGAA training, no timing")
     parser.add_argument("--runs", default=os.path.join(HERE, "runs", "pareto"))
     parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per timing subprocess")
@@ -591,6 +615,16 @@ def main(argv=None):
     results.update(machine=machine(), sizes=sorted(set(results.get("sizes", [])) | set(args.sizes)),
                    train_file=os.path.basename(TRAIN), test_file=os.path.basename(args.test_file), threads=1,
                    precision="float32", command="python benchmarks/pareto.py")
+    if args.teachers_only:
+        for name in chosen:
+            spec = rows[name]
+            if "distill" in spec:
+                teacher_data(spec["distill"], spec.get("sigmas", RATTLE_SIGMAS), args)
+            if "mace" in spec:
+                path = row_path(name, spec, args)
+                errors = test_errors(name, path, "mace", args.test_file, args.mace_venv, args.runs, args.mace_device)
+                print(name, json.dumps(errors))
+        return
     for name in chosen:
         spec = rows[name]
         path = row_path(name, spec, args)
@@ -598,7 +632,7 @@ def main(argv=None):
         row = results["models"].setdefault(name, {})
         row.update(what=describe(name, spec, path), model_file=os.path.relpath(path, ROOT), measured=time.strftime("%F %T"),
                    extra_data=extra_data(spec),
-                   errors=test_errors(name, path, kind, args.test_file, args.mace_venv, args.runs))
+                   errors=test_errors(name, path, kind, args.test_file, args.mace_venv, args.runs, args.mace_device))
         results["n_test_configs"] = row["errors"].get("n_configs")
         row.setdefault("timings", {})
         row.setdefault("atom_grain_timings", {})
