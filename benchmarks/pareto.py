@@ -9,8 +9,10 @@ is tested on all 1000 of ``solvent_xtb_test.xyz``. Rows (``ROWS``):
   (5 Å atom cutoff), trained the same way;
 * MACE (mace-torch ``MACE_VERSION`` in its own venv, ``benchmarks/.venv-mace``, built on first
   use) at the tutorial size and the medium size of the brief, trained with ``mace_run_train``
-  as in its tutorials (float64, EMA, AMSGrad, an SWA stage with a high energy weight): the very
-  models whose errors are in the table are the ones timed;
+  as in its tutorials (float64, EMA, AMSGrad, an SWA stage with a high energy weight), on the CPU
+  or, with ``--mace-device cuda``, a GPU (the same recipe: minutes instead of hours for the medium
+  size; the model file is then re-saved CPU-loadable): the very models whose errors are in the
+  table are the ones timed;
 * the shipped models as shipped (whatever data they saw after the 200 configurations).
 
 Timing: the EC/EMC box (``example_systems/ecemc.pdb``) tiled to 800, 3,200 and 9,600 atoms, one
@@ -28,8 +30,10 @@ CGAA" ratio. Medians of 5 evaluations after 2 warm-up ones, of 3 where one takes
 single evaluation after one warm-up where that takes over 30 s.
 
 Usage: ``python benchmarks/pareto.py [--rows NAME ...] [--sizes 800 3200 9600] [--config NAME=YAML]
-[--skip-mace] [--quick]``. Writes ``benchmarks/results/pareto.json``, ``pareto.md`` and
-``pareto.png`` (``--output-dir``). ``--quick`` (for the test): one evaluation, no warm-up.
+[--skip-mace] [--mace-device cuda] [--teachers-only] [--quick]``. Writes
+``benchmarks/results/pareto.json``, ``pareto.md`` and ``pareto.png`` (``--output-dir``).
+``--teachers-only`` trains and tests the chosen MACE rows and labels the chosen rows' teacher data,
+nothing else (the part worth a GPU). ``--quick`` (for the test): one evaluation, no warm-up.
 
 ``pareto.json``: ``rows``, one flat record per model and size (``model``, ``atoms``, ``threads``,
 ``us_per_atom`` (total, graph included), ``model_us_per_atom``, ``graph_us_per_atom``,
