@@ -61,6 +61,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = os.path.join(ROOT, "training", "configs")
 TRAIN = os.path.join(DATA, "solvent_xtb_train_200.xyz")
 TEST = os.path.join(DATA, "solvent_xtb_test.xyz")
+#: Rattled copies of each configuration for a student: their standard deviations (Å), repeated for more.
+COPY_SIGMAS = (0.02, 0.04, 0.07, 0.1)
+
+
+def pair_distilled(recipe: str, teacher: str, copies: int = 4, **model) -> dict:
+    """A row of the ``recipe`` ("fast" or "wide") architecture with the grain net-force loss and a
+    signed 5 Å atom pair term between grains, distilled from MACE ``teacher`` with ``copies``
+    rattled copies per configuration (4 or 8: 50 or 30 epochs, about as many steps);
+    ``model``: further hyperparameters."""
+    epochs, stage_two = {4: (50, 38), 8: (30, 23)}[copies]
+    return dict(config=f"carbonates-{recipe}-recipe.yaml", distill=teacher, sigmas=COPY_SIGMAS * (copies // 4),
+                overrides=dict(epochs=epochs, stage_two_epoch=stage_two, grain_force_weight=10.0,
+                               model=dict(pair_cutoff=5.0, pair_kind="signed", **model)))
+
+
 #: row -> how to get it: a CGAA training config (``config``, ``overrides``), a MACE size, or a
 #: shipped model name.
 ROWS = {
@@ -73,43 +88,18 @@ ROWS = {
     "cgaa-fast-distilled": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
                                 overrides=dict(epochs=50, stage_two_epoch=38)),
     "cgaa-fast-distilled-4": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
-                                  sigmas=(0.02, 0.04, 0.07, 0.1), overrides=dict(epochs=25, stage_two_epoch=19)),
+                                  sigmas=COPY_SIGMAS, overrides=dict(epochs=25, stage_two_epoch=19)),
     "cgaa-fast-pair-distilled": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
                                      overrides=dict(epochs=50, stage_two_epoch=38, grain_force_weight=10.0,
                                                     model=dict(pair_cutoff=5.0, pair_kind="signed"))),
-    "cgaa-fast-pair-distilled-4": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
-                                       sigmas=(0.02, 0.04, 0.07, 0.1),
-                                       overrides=dict(epochs=50, stage_two_epoch=38, grain_force_weight=10.0,
-                                                      model=dict(pair_cutoff=5.0, pair_kind="signed"))),
-    "cgaa-fast-pair-distilled-4-dc16": dict(config="carbonates-fast-recipe.yaml", distill="tutorial",
-                                            sigmas=(0.02, 0.04, 0.07, 0.1),
-                                            overrides=dict(epochs=50, stage_two_epoch=38, grain_force_weight=10.0,
-                                                           model=dict(pair_cutoff=5.0, pair_kind="signed",
-                                                                      density_channels=16))),
+    "cgaa-fast-pair-distilled-4": pair_distilled("fast", "tutorial"),
+    "cgaa-fast-pair-distilled-4-dc16": pair_distilled("fast", "tutorial", density_channels=16),
     "cgaa-wide-distilled": dict(config="carbonates-wide-recipe.yaml", distill="tutorial",
                                 overrides=dict(epochs=50, stage_two_epoch=38)),
-    "cgaa-wide-pair-distilled-4": dict(config="carbonates-wide-recipe.yaml", distill="tutorial",
-                                       sigmas=(0.02, 0.04, 0.07, 0.1),
-                                       overrides=dict(epochs=50, stage_two_epoch=38, grain_force_weight=10.0,
-                                                      model=dict(pair_cutoff=5.0, pair_kind="signed"))),
-    "cgaa-fast-pair-distilled-medium-4-dc16": dict(config="carbonates-fast-recipe.yaml", distill="medium",
-                                                   sigmas=(0.02, 0.04, 0.07, 0.1),
-                                                   overrides=dict(epochs=50, stage_two_epoch=38, grain_force_weight=10.0,
-                                                                  model=dict(pair_cutoff=5.0, pair_kind="signed",
-                                                                             density_channels=16))),
-    "cgaa-fast-pair-distilled-medium-8-dc16": dict(config="carbonates-fast-recipe.yaml", distill="medium",
-                                                   sigmas=(0.02, 0.04, 0.07, 0.1) * 2,
-                                                   overrides=dict(epochs=30, stage_two_epoch=23, grain_force_weight=10.0,
-                                                                  model=dict(pair_cutoff=5.0, pair_kind="signed",
-                                                                             density_channels=16))),
-    "cgaa-wide-pair-distilled-medium-4": dict(config="carbonates-wide-recipe.yaml", distill="medium",
-                                              sigmas=(0.02, 0.04, 0.07, 0.1),
-                                              overrides=dict(epochs=50, stage_two_epoch=38, grain_force_weight=10.0,
-                                                             model=dict(pair_cutoff=5.0, pair_kind="signed"))),
-    "cgaa-wide-pair-distilled-medium-8": dict(config="carbonates-wide-recipe.yaml", distill="medium",
-                                              sigmas=(0.02, 0.04, 0.07, 0.1) * 2,
-                                              overrides=dict(epochs=30, stage_two_epoch=23, grain_force_weight=10.0,
-                                                             model=dict(pair_cutoff=5.0, pair_kind="signed"))),
+    "cgaa-wide-pair-distilled-4": pair_distilled("wide", "tutorial"),
+    "cgaa-fast-pair-distilled-medium-4-dc16": pair_distilled("fast", "medium", density_channels=16),
+    "cgaa-wide-pair-distilled-medium-4": pair_distilled("wide", "medium"),
+    "cgaa-wide-pair-distilled-medium-8": pair_distilled("wide", "medium", copies=8),
     "atom-grains": dict(config="carbonates-xtb.yaml",
                         overrides=dict(grains="atom", grain_kind="atom", model=dict(grain_cutoff=5.0))),
     "mace-tutorial": dict(mace="tutorial"),
