@@ -65,12 +65,13 @@ TEST = os.path.join(DATA, "solvent_xtb_test.xyz")
 COPY_SIGMAS = (0.02, 0.04, 0.07, 0.1)
 
 
-def pair_distilled(recipe: str, teacher: str, copies: int = 4, **model) -> dict:
+def pair_distilled(recipe: str, teacher: str, copies: int = 4, epochs: int = None, **model) -> dict:
     """A row of the ``recipe`` ("fast" or "wide") architecture with the grain net-force loss and a
     signed 5 Å atom pair term between grains, distilled from MACE ``teacher`` with ``copies``
-    rattled copies per configuration (4 or 8: 50 or 30 epochs, about as many steps);
-    ``model``: further hyperparameters."""
-    epochs, stage_two = {4: (50, 38), 8: (30, 23)}[copies]
+    rattled copies per configuration (4 or 8: by default 50 or 30 epochs, about as many steps);
+    ``epochs``: another length (stage two over its last quarter); ``model``: further hyperparameters."""
+    epochs = epochs or {4: 50, 8: 30}[copies]
+    stage_two = round(0.76 * epochs)
     return dict(config=f"carbonates-{recipe}-recipe.yaml", distill=teacher, sigmas=COPY_SIGMAS * (copies // 4),
                 overrides=dict(epochs=epochs, stage_two_epoch=stage_two, grain_force_weight=10.0,
                                model=dict(pair_cutoff=5.0, pair_kind="signed", **model)))
@@ -100,6 +101,8 @@ ROWS = {
     "cgaa-fast-pair-distilled-medium-4-dc16": pair_distilled("fast", "medium", density_channels=16),
     "cgaa-wide-pair-distilled-medium-4": pair_distilled("wide", "medium"),
     "cgaa-wide-pair-distilled-medium-8": pair_distilled("wide", "medium", copies=8),
+    "cgaa-fast-pair-distilled-medium-4-dc16-long": pair_distilled("fast", "medium", epochs=100, density_channels=16),
+    "cgaa-wide-pair-distilled-medium-4-long": pair_distilled("wide", "medium", epochs=100),
     "atom-grains": dict(config="carbonates-xtb.yaml",
                         overrides=dict(grains="atom", grain_kind="atom", model=dict(grain_cutoff=5.0))),
     "mace-tutorial": dict(mace="tutorial"),
