@@ -202,8 +202,14 @@ def train_mace(size: str, venv: str, work: str, threads: int = 1, device: str = 
                            env=dict(os.environ, OMP_NUM_THREADS=str(threads), **WORKER_ENV))
         with open(os.path.join(work, "train_minutes.txt"), "w") as f:
             f.write(f"{(time.time() - t0) / 60:.1f} minutes, {threads} threads, device {device}\n")
-        if device != "cpu":
+    on_cpu = stage_two + ".cpu-loadable"
+    if not os.path.exists(on_cpu):     # also after a conversion that failed or was interrupted
+        minutes = os.path.join(work, "train_minutes.txt")
+        # "... minutes, N threads, device D"; older records name no device: CPU
+        record = open(minutes).read() if os.path.exists(minutes) else ""
+        if "device " in record and record.rsplit("device ", 1)[1].strip() != "cpu":
             mace_to_cpu(venv, stage_two)
+        open(on_cpu, "w").close()
     return stage_two
 
 
