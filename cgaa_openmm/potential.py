@@ -12,8 +12,9 @@ import openmm
 import torch
 from openmm import app, unit
 
-from .grains import (GrainSpec, as_openmm_topology, atom_selection, grain_index, grain_name, hill_formula,
-                     selected_grain_groups)
+from .grains import (GrainSpec, as_openmm_topology, atom_selection, grain_groups, grain_index, grain_name,
+                     hill_formula, selected_grain_groups)
+from .masses import hydrogen_partners, repartition_hydrogen_mass
 from .mixed import mixed_system, region_atoms
 from .model import CGAAModel, model_in
 from .modelfile import load_model, save_model
@@ -189,13 +190,21 @@ class CGAAPotential:
         return force
 
     def createSystem(self, topology, grains: GrainSpec = "residue", allowUnknownGrains: bool = False,
-                     removeCMMotion: bool = True, precision: str = "auto") -> openmm.System:
+                     removeCMMotion: bool = True, precision: str = "auto", hydrogenMass=None,
+                     positions=None) -> openmm.System:
         """A ``System`` with the topology's masses and box, and the CGAA force (``precision``:
         see :meth:`createModule`).
 
         Atoms of a grain are also joined by zero-strength bonds, so that OpenMM
         treats every grain as one molecule: a ``MonteCarloBarostat`` then moves
         grains whole instead of scaling their atoms apart.
+
+        ``hydrogenMass`` (a mass ``Quantity``, or a number in daltons) repartitions mass as
+        ``app.ForceField.createSystem`` does: every hydrogen gets that mass, taken from the heavy
+        atom the topology bonds it to, so the total mass is unchanged (3-4 Da allows a 2 fs
+        step, docs/simulate.md). A hydrogen without a bond in the topology is given the nearest
+        heavy atom of its grain in ``positions`` (nm), which are used for nothing else
+        (:mod:`cgaa_openmm.masses`).
         """
         topology = as_openmm_topology(topology)
         system = openmm.System()
@@ -206,6 +215,9 @@ class CGAAPotential:
             system.setDefaultPeriodicBoxVectors(*box)
         system.addForce(self.createForce(topology, grains, None, allowUnknownGrains, precision=precision))
         system.addForce(self.createGrainBonds(topology, grains))
+        if hydrogenMass is not None:
+            partners = hydrogen_partners(topology, grain_groups(topology, grains), positions)
+            repartition_hydrogen_mass(system, partners, hydrogenMass)
         if removeCMMotion:
             system.addForce(openmm.CMMotionRemover())
         return system

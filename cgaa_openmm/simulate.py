@@ -61,7 +61,7 @@ MINIMIZE_TOLERANCE = 1000.0
 PLATFORM_PRECISION = {"Reference": "double", "CPU": "single"}
 #: Settings that must not change when a run is continued.
 RESUME_KEYS = ("inputs", "atoms", "model", "grains", "ensemble", "temperature", "timestep", "friction",
-               "pressure", "barostat", "barostat_interval", "trajectory_interval")
+               "pressure", "barostat", "barostat_interval", "trajectory_interval", "hydrogen_mass")
 
 
 class SimulationError(Exception):
@@ -297,7 +297,8 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
              threads: Optional[int] = None, minimize: int = 100,
              minimize_tolerance: float = MINIMIZE_TOLERANCE, report: int = 100,
              trajectory_interval: int = 100, checkpoint_interval: int = 500, seed: int = 1,
-             overwrite: bool = False, precision: Optional[str] = None, stdout=None) -> str:
+             overwrite: bool = False, precision: Optional[str] = None, hydrogen_mass: Optional[float] = None,
+             stdout=None) -> str:
     """Run (or continue) MD until step ``steps``; returns the output directory.
 
     Units: K, fs, 1/ps, bar, kJ/mol/nm. ``minimize`` is the most minimiser iterations (0: none); the
@@ -310,6 +311,8 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
     (:meth:`~cgaa_openmm.CGAAPotential.createModule`) defaults to the platform's own: ``"double"``
     on Reference, ``"single"`` on CPU (1.5-1.8x faster than the float64 model openmm-torch's
     float64 positions would select there), ``"auto"`` on OpenCL and CUDA (their ``Precision``).
+    ``hydrogen_mass`` (Da) repartitions hydrogen masses (``createSystem``'s ``hydrogenMass``): 3 Da
+    allows 2 fs steps (docs/simulate.md).
     """
     from .modelfile import ModelFileError
     from .potential import CGAAPotential
@@ -343,7 +346,7 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
                     pressure=pressure if ensemble == "NPT" else None,
                     barostat=barostat if ensemble == "NPT" else None,
                     barostat_interval=barostat_interval if ensemble == "NPT" else None,
-                    trajectory_interval=trajectory_interval)
+                    trajectory_interval=trajectory_interval, hydrogen_mass=hydrogen_mass)
     state = load_checkpoint(output, settings, overwrite)
     start = state.getStepCount() if state else 0
     if state and start >= steps:
@@ -357,7 +360,8 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
     try:
         if precision is None:
             precision = PLATFORM_PRECISION.get(platform.getName(), "auto")
-        system = potential.createSystem(topology, grains=grains, precision=precision)
+        system = potential.createSystem(topology, grains=grains, precision=precision, hydrogenMass=hydrogen_mass,
+                                        positions=positions)
     except ValueError as error:             # TopologyMismatchError, box too small, bad grains
         raise SimulationError(f"{name}: {error}") from error
     integrator = make_integrator(ensemble, temperature, timestep, friction)

@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pressure", type=float, default=1.0, help="NPT pressure, bar")
     parser.add_argument("--barostat", default="isotropic", choices=["isotropic", "anisotropic"])
     parser.add_argument("--barostat-interval", type=int, default=25, help="steps between NPT volume moves")
+    parser.add_argument("--hydrogen-mass", type=float,
+                        help="Da: repartition hydrogen masses (taken from the bonded heavy atom), e.g. 3 for 2 fs "
+                             "steps (default: the elements' masses)")
     parser.add_argument("--platform", default="CPU", help="OpenMM platform: Reference, CPU, OpenCL, CUDA")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and the CPU platform")
     parser.add_argument("--precision", choices=["auto", "single", "double"],
