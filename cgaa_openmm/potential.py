@@ -19,8 +19,7 @@ from .mixed import mixed_system, region_atoms
 from .model import CGAAModel, model_in
 from .modelfile import load_model, save_model
 from .neighbors import check_box
-from .torchforce import (EnergyByPrecision, CGAAEnergy, CGAAEnergyAndForces, EnergyAndForcesByPrecision, frozen,
-                         plain_executor)
+from .torchforce import CGAACore, CGAAEnergy, CGAAEnergyAndForces, compiled_core, plain_executor
 
 #: Å per nm and kJ/mol per eV (per particle: eV times Avogadro's number).
 ANGSTROM_PER_NM = (1.0 * unit.nanometer).value_in_unit(unit.angstrom)
@@ -63,6 +62,7 @@ class CGAAPotential:
     def __init__(self, model: CGAAModel, metadata: Dict):
         self.model = model
         self.metadata = metadata
+        self._cores: Dict[torch.dtype, torch.jit.ScriptModule] = {}
 
     @classmethod
     def load(cls, path_or_name: str) -> "CGAAPotential":
@@ -143,10 +143,17 @@ class CGAAPotential:
 
         ``precision``: ``"single"`` computes in float32, ``"double"`` in float64, and
         ``"auto"`` (default) in the precision of the positions it is given
-        (:class:`~cgaa_openmm.torchforce.EnergyByPrecision`): float64 on OpenMM's Reference and CPU
+        (a float32 and a float64 copy of the model, :class:`~cgaa_openmm.torchforce.CGAAEnergy`): float64 on OpenMM's Reference and CPU
         platforms and with ``Precision=double``, float32 otherwise. The energy is summed in
         float64 in every case.
         """
+        return self._module(topology, grains, periodic, allowUnknownGrains, atoms, outputsForces, precision,
+                            lambda dtype: model_in(self.model, dtype))
+
+    def _module(self, topology, grains: GrainSpec, periodic: Optional[bool], allowUnknownGrains: bool,
+                atoms: Optional[Iterable[int]], outputsForces: bool, precision: str, core) -> CGAAEnergy:
+        """The module of ``topology`` around ``core(dtype)`` (a model or a compiled core) of each
+        precision it can run in (arguments: :meth:`createModule`)."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
         topology = as_openmm_topology(topology)
@@ -158,14 +165,18 @@ class CGAAPotential:
             check_box(cell, self.model.grain_cutoff)
         species, grain, names, selected = self._grains(topology, grains, allowUnknownGrains, atoms)
         kind = CGAAEnergyAndForces if outputsForces else CGAAEnergy
+        single, double = ((core(PRECISIONS[precision]), None) if precision != "auto"
+                          else (core(torch.float32), core(torch.float64)))
+        return kind(single, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV,
+                    None if atoms is None else selected, grain_names=names, double=double)
 
-        def module(dtype: torch.dtype) -> CGAAEnergy:
-            return kind(model_in(self.model, dtype), species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV,
-                        None if atoms is None else selected, grain_names=names)
-        if precision != "auto":
-            return module(PRECISIONS[precision])
-        both = EnergyAndForcesByPrecision if outputsForces else EnergyByPrecision
-        return both(module(torch.float32), module(torch.float64))
+    def compiledCore(self, dtype: torch.dtype) -> torch.jit.ScriptModule:
+        """The model compiled for forces in ``dtype`` (:func:`~cgaa_openmm.torchforce.compiled_core`):
+        made on first use, then kept and shared by every force this potential makes."""
+        if dtype not in self._cores:
+            self._cores[dtype] = compiled_core(CGAACore(model_in(self.model, dtype), ANGSTROM_PER_NM,
+                                                        KJ_PER_MOL_PER_EV))
+        return self._cores[dtype]
 
     def createForce(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
                     allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None,
@@ -178,11 +189,14 @@ class CGAAPotential:
         that the grain embedding's memory is bounded by groups of grains, and TorchScript's
         optimising executor is switched off for the calling thread
         (:func:`~cgaa_openmm.torchforce.plain_executor`).
+
+        The model is compiled once per precision (:meth:`compiledCore`, seconds) and shared by
+        every force this potential makes; each force compiles only its small module around it.
         """
         import openmmtorch
-        module = self.createModule(topology, grains, periodic, allowUnknownGrains, atoms, outputsForces=True,
-                                   precision=precision)
-        force = openmmtorch.TorchForce(frozen(module))
+        module = self._module(topology, grains, periodic, allowUnknownGrains, atoms, True, precision,
+                              self.compiledCore)
+        force = openmmtorch.TorchForce(torch.jit.script(module))
         plain_executor()
         force.setUsesPeriodicBoundaryConditions(module.periodic)
         force.setOutputsForces(True)

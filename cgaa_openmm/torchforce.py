@@ -8,33 +8,31 @@ energy in eV by ``energy_scale``: for OpenMM, nm -> Å is 10 and eV -> kJ/mol is
 Every evaluation checks its input first. ``CGAAEnergyAndForces`` returns forces as well, from
 the gradient computed group by group of grains (:mod:`cgaa_openmm.groups`): the TorchForce uses
 it, so the memory of an evaluation does not grow with the per-pair tensors of every grain at once.
+
+Both hold the system (its :class:`~cgaa_openmm.groups.GrainTopology`) as buffers around a
+:class:`CGAACore`, which holds the model and nothing of the system: the core is compiled once per
+model and precision and shared by every force made from it.
 """
 from typing import List, Optional, Tuple
 
 import torch
 
 from .graph import GrainGraph, grain_faults
-from .groups import GrainGroups
+from .groups import GrainGroups, GrainTopology, grain_topology
 from .model import CGAAModel
 from .neighbors import check_box
 
 
-class CGAAEnergy(torch.nn.Module):
-    """Energy of one system of atoms grouped into grains.
+class CGAACore(torch.nn.Module):
+    """A model with its unit scales and run-time checks, for any system: the system comes with
+    every call as a :class:`~cgaa_openmm.groups.GrainTopology`. It holds nothing of a topology,
+    so :meth:`~cgaa_openmm.CGAAPotential.createForce` compiles it once per loaded model and
+    precision, and each force adds only its small :class:`CGAAEnergyAndForces` around it.
 
     Args:
         model: a trained :class:`CGAAModel`.
-        species: (N,) indices into ``model.elements``.
-        grain: (N,) grain index of every atom.
-        periodic: whether ``forward`` receives box vectors.
         length_scale: Å per input length unit (10 for nm).
         energy_scale: output energy unit per eV (96.485... for kJ/mol).
-        atoms: (n,) indices of the atoms this module models, for a ``forward`` that
-            receives the positions of every atom of a larger system (the others get zero
-            force); ``species`` and ``grain`` then index these n atoms. Default: all atoms.
-        group_atoms: most atoms per group of grains that :meth:`energy_and_forces` embeds at
-            once (:class:`~cgaa_openmm.groups.GrainGroups`).
-        grain_names: a name for every grain (e.g. ``"residue EMC 17"``), for error messages.
 
     Every evaluation checks its configuration and raises, rather than return a wrong energy,
     when a coordinate is NaN, the box is too small (:func:`~cgaa_openmm.neighbors.check_box`),
@@ -43,62 +41,46 @@ class CGAAEnergy(torch.nn.Module):
     could not be made whole across the periodic boundary.
     """
 
-    def __init__(self, model: CGAAModel, species: torch.Tensor, grain: torch.Tensor, periodic: bool,
-                 length_scale: float = 1.0, energy_scale: float = 1.0, atoms: Optional[torch.Tensor] = None,
-                 group_atoms: int = 1024, grain_names: Optional[List[str]] = None):
+    def __init__(self, model: CGAAModel, length_scale: float = 1.0, energy_scale: float = 1.0):
         super().__init__()
-        self.grains = GrainGroups(model, species, grain, group_atoms)
-        self.n_grains = self.grains.n_grains
-        self.periodic = bool(periodic)
+        self.grains = GrainGroups(model)
         self.length_scale = float(length_scale)
         self.energy_scale = float(energy_scale)
         self.cutoff = float(model.grain_cutoff)
         self.max_radius = float(model.max_grain_radius())
-        self.select = atoms is not None
-        if atoms is None:
-            atoms = torch.arange(grain.shape[0])
-        if atoms.shape != grain.shape:
-            raise ValueError("atoms must give one index per atom of species and grain")
-        self.register_buffer("atoms", atoms.long())
-        self.register_buffer("species", self.grains.species)
-        self.register_buffer("grain", self.grains.grain)
-        if grain_names is None:
-            grain_names = ["grain " + str(g) for g in range(self.n_grains)]
-        if len(grain_names) != self.n_grains:
-            raise ValueError(f"grain_names must name all {self.n_grains} grains, not {len(grain_names)}")
-        self.grain_names: List[str] = list(grain_names)
 
-    def prepare(self, positions: torch.Tensor,
-                boxvectors: Optional[torch.Tensor]) -> Tuple[torch.Tensor, GrainGraph]:
-        """Checked positions in Å (N, 3, the model's dtype) and their graph
+    def prepare(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
+                topology: GrainTopology) -> Tuple[torch.Tensor, GrainGraph]:
+        """Checked positions in Å (n, 3, the model's dtype) and their graph
         (:func:`~cgaa_openmm.graph.build_graph`, the builder training uses too)."""
-        if self.select:
-            positions = positions.index_select(0, self.atoms)
+        if topology.select:
+            positions = positions.index_select(0, topology.atoms)
         r = positions.to(self.grains.model.atomic_energies.dtype) * self.length_scale
         if bool(torch.isnan(r).any()):
             raise ValueError("CGAA: a coordinate is NaN (atom "
-                             + str(int(self.atoms[torch.isnan(r).any(1).nonzero()[0, 0]])) + ")")
-        if self.periodic:
+                             + str(int(topology.atoms[torch.isnan(r).any(1).nonzero()[0, 0]])) + ")")
+        if topology.periodic:
             if boxvectors is None:
                 raise ValueError("CGAA: this periodic model needs box vectors")
             cell = boxvectors.to(r.dtype) * self.length_scale
             check_box(cell, self.cutoff)
         else:
             cell = torch.zeros(3, 3, dtype=r.dtype, device=r.device)
-        graph = self.grains.graph(r, cell, self.periodic)
-        self.check_grains(r, graph.unwrap_shift, cell)
+        graph = self.grains.graph(r, cell, topology)
+        self.check_grains(r, graph.unwrap_shift, cell, topology)
         return r, graph
 
-    def check_grains(self, r: torch.Tensor, shift: torch.Tensor, cell: torch.Tensor) -> None:
+    def check_grains(self, r: torch.Tensor, shift: torch.Tensor, cell: torch.Tensor, topology: GrainTopology) -> None:
         """Raise, naming the grain, if :func:`~cgaa_openmm.graph.grain_faults` finds a fault."""
-        radius, broken = grain_faults(r, shift, self.grain, self.n_grains, self.grains.intra_src,
-                                      self.grains.intra_dst, cell, self.periodic)
+        radius, broken = grain_faults(r, shift, topology.grain, topology.n_grains, topology.intra_src,
+                                      topology.intra_dst, cell, topology.periodic)
         far = (radius > self.max_radius).nonzero()
         if far.shape[0] > 0:
             atom = int(far[0, 0])
             raise ValueError(
-                "CGAA: atom " + str(int(self.atoms[atom])) + " is " + str(float(int(float(radius[atom]) * 1000.0)) / 1000.0)
-                + " Å from the centre of its grain (" + self.grain_names[int(self.grain[atom])]
+                "CGAA: atom " + str(int(topology.atoms[atom])) + " is "
+                + str(float(int(float(radius[atom]) * 1000.0)) / 1000.0) + " Å from the centre of its grain ("
+                + topology.grain_names[int(topology.grain[atom])]
                 + "), beyond the " + str(self.max_radius) + " Å this model allows (the largest grain radius "
                 + "of its training data plus a margin). The grain is not the molecule or residue the model "
                 + "was trained on (check the topology's residues and the positions), or it is wrapped "
@@ -107,55 +89,127 @@ class CGAAEnergy(torch.nn.Module):
         if broken.shape[0] > 0:
             a, b = int(broken[0, 0]), int(broken[0, 1])
             raise ValueError(
-                "CGAA: the grain " + self.grain_names[int(self.grain[a])] + " could not be made whole across "
-                + "the periodic box: atoms " + str(int(self.atoms[a])) + " and " + str(int(self.atoms[b]))
-                + " are neighbours but end up a box vector apart. Use a box at least twice the grain's "
-                + "length across, or keep molecules whole in the coordinates you give.")
+                "CGAA: the grain " + topology.grain_names[int(topology.grain[a])] + " could not be made whole "
+                + "across the periodic box: atoms " + str(int(topology.atoms[a])) + " and "
+                + str(int(topology.atoms[b])) + " are neighbours but end up a box vector apart. Use a box at "
+                + "least twice the grain's length across, or keep molecules whole in the coordinates you give.")
+
+    def energy(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
+               topology: GrainTopology) -> torch.Tensor:
+        """Total energy (``energy_scale`` units, float64) of positions (N, 3) and box (3, 3, rows a, b, c)."""
+        r, graph = self.prepare(positions, boxvectors, topology)
+        return self.grains.energy(r, graph, topology) * self.energy_scale
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
+                topology: GrainTopology) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Total energy and forces (``energy_scale`` per input length unit; shape of ``positions``):
+        -dE/dpositions, as from differentiating :meth:`energy`, with the grain embedding done
+        group by group (:meth:`~cgaa_openmm.groups.GrainGroups.energy_and_gradient`)."""
+        r, graph = self.prepare(positions.detach(), boxvectors, topology)
+        energy, gradient = self.grains.energy_and_gradient(r, graph, topology)
+        forces = -gradient * (self.energy_scale * self.length_scale)
+        if topology.select:
+            forces = torch.zeros(positions.shape, dtype=forces.dtype, device=forces.device).index_add(
+                0, topology.atoms, forces)
+        return energy * self.energy_scale, forces.to(positions.dtype)
+
+
+class CGAAEnergy(torch.nn.Module):
+    """Energy of one system of atoms grouped into grains: a :class:`CGAACore` and the system's
+    :class:`~cgaa_openmm.groups.GrainTopology`, held as buffers.
+
+    Args:
+        model: a trained :class:`CGAAModel`, or a :class:`CGAACore` (eager or compiled) to share.
+        species: (N,) indices into ``model.elements``.
+        grain: (N,) grain index of every atom.
+        periodic: whether ``forward`` receives box vectors.
+        length_scale: Å per input length unit (10 for nm); with a core, the core's.
+        energy_scale: output energy unit per eV (96.485... for kJ/mol); with a core, the core's.
+        atoms: (n,) indices of the atoms this module models, for a ``forward`` that
+            receives the positions of every atom of a larger system (the others get zero
+            force); ``species`` and ``grain`` then index these n atoms. Default: all atoms.
+        group_atoms: most atoms per group of grains that :meth:`energy_and_forces` embeds at
+            once (:func:`~cgaa_openmm.groups.grain_topology`).
+        grain_names: a name for every grain (e.g. ``"residue EMC 17"``), for error messages.
+        double: a second model or core that runs the positions that come in float64, ``model``
+            running the others. OpenMM hands a ``TorchForce`` float64 positions on the Reference
+            and CPU platforms (openmm-torch runs its Reference kernel for both) and on OpenCL/CUDA
+            with ``Precision=double``, float32 ones otherwise. Default: ``model`` runs all.
+    """
+
+    def __init__(self, model, species: torch.Tensor, grain: torch.Tensor, periodic: bool,
+                 length_scale: float = 1.0, energy_scale: float = 1.0, atoms: Optional[torch.Tensor] = None,
+                 group_atoms: int = 1024, grain_names: Optional[List[str]] = None, double=None):
+        super().__init__()
+        self.core = _core(model, length_scale, energy_scale)
+        self.core64 = self.core if double is None else _core(double, length_scale, energy_scale)
+        topology = grain_topology(species, grain, periodic, group_atoms, atoms, grain_names)
+        for name in TOPOLOGY_TENSORS:
+            self.register_buffer(name, getattr(topology, name))
+        self.n_grains, self.n_groups = topology.n_grains, topology.n_groups
+        self.periodic, self.select = topology.periodic, topology.select
+        self.grain_names: List[str] = topology.grain_names
+
+    def topology(self) -> GrainTopology:
+        """The system, as the core takes it."""
+        return GrainTopology(self.species, self.grain, self.atoms, self.intra_src, self.intra_dst, self.group_atoms,
+                             self.group_atom_offsets, self.group_grain_offsets, self.group_pair_offsets,
+                             self.group_src, self.group_dst, self.n_grains, self.n_groups, self.periodic, self.select,
+                             self.grain_names)
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Total energy (``energy_scale`` units, float64) of positions (N, 3) and box (3, 3, rows a, b, c)."""
-        r, graph = self.prepare(positions, boxvectors)
-        return self.grains.energy(r, graph) * self.energy_scale
+        if positions.dtype == torch.float64:
+            return self.core64.energy(positions, boxvectors, self.topology())
+        return self.core.energy(positions, boxvectors, self.topology())
 
     def energy_and_forces(self, positions: torch.Tensor,
                           boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Total energy and forces (``energy_scale`` per input length unit; shape of ``positions``):
-        -dE/dpositions, as from differentiating :meth:`forward`, with the grain embedding done
-        group by group (:meth:`~cgaa_openmm.groups.GrainGroups.energy_and_gradient`)."""
-        r, graph = self.prepare(positions.detach(), boxvectors)
-        energy, gradient = self.grains.energy_and_gradient(r, graph)
-        forces = -gradient * (self.energy_scale * self.length_scale)
-        if self.select:
-            forces = torch.zeros(positions.shape, dtype=forces.dtype, device=forces.device).index_add(
-                0, self.atoms, forces)
-        return energy * self.energy_scale, forces.to(positions.dtype)
+        """Total energy and forces (:meth:`CGAACore.forward`)."""
+        if positions.dtype == torch.float64:
+            return self.core64(positions, boxvectors, self.topology())
+        return self.core(positions, boxvectors, self.topology())
+
+
+def _core(model, length_scale: float, energy_scale: float) -> torch.nn.Module:
+    """A :class:`CGAACore` of ``model``, or ``model`` itself if it is a core (eager or compiled)."""
+    return CGAACore(model, length_scale, energy_scale) if isinstance(model, CGAAModel) else model
+
+
+#: The tensors of a :class:`~cgaa_openmm.groups.GrainTopology`, buffers of :class:`CGAAEnergy`.
+TOPOLOGY_TENSORS = ("species", "grain", "atoms", "intra_src", "intra_dst", "group_atoms", "group_atom_offsets",
+                    "group_grain_offsets", "group_pair_offsets", "group_src", "group_dst")
 
 
 def plain_executor() -> None:
     """Switch off TorchScript's optimising graph executor for the calling thread.
 
     Its autodiff subgraphs keep the intermediates of every group of grains of
-    :meth:`CGAAEnergy.energy_and_forces` alive: in an OpenMM ``Context`` (fast model,
-    9,600 atoms, one thread) an evaluation took 1.5 GB above the loaded process with it and
-    0.1 GB without, at the same speed. ``TorchForce`` runs the model in the thread that calls
-    OpenMM, so :meth:`~cgaa_openmm.CGAAPotential.createForce` calls this there (LAMMPS' MLIP
-    plugins make the same setting). It applies to every TorchScript model run in the thread.
-    ``TorchForce`` clones its module, and a clone run this way finds only ``forward`` and the
-    methods that ``forward`` calls directly; ``createForce`` therefore freezes the module
-    first (``torch.jit.freeze``, which inlines every call), with the optimising executor on.
+    :meth:`CGAACore.forward` alive: in an OpenMM ``Context`` (fast model, 9,600 atoms, one
+    thread) an evaluation took 1.5 GB above the loaded process with it and 0.1 GB without, at
+    the same speed. ``TorchForce`` runs the model in the thread that calls OpenMM, so
+    :meth:`~cgaa_openmm.CGAAPotential.createForce` calls this there (LAMMPS' MLIP plugins make
+    the same setting). It applies to every TorchScript model run in the thread. ``TorchForce``
+    clones its module, and a clone run this way finds only each module's ``forward`` and the
+    methods that ``forward`` calls directly; the core is therefore frozen (:func:`compiled_core`),
+    which inlines every call into its ``forward``.
     """
     torch._C._set_graph_executor_optimize(False)
 
 
-def frozen(module: torch.nn.Module) -> torch.jit.ScriptModule:
-    """``module`` compiled to TorchScript (``e3nn.util.jit.script``) and frozen
-    (``torch.jit.freeze``: parameters become constants and every method call is inlined), as
-    :meth:`~cgaa_openmm.CGAAPotential.createForce` hands it to ``TorchForce``. The freezing runs
-    with the optimising executor on: with it off (:func:`plain_executor`) calls are not inlined,
-    and the clone ``TorchForce`` makes would miss methods."""
+def compiled_core(core: CGAACore) -> torch.jit.ScriptModule:
+    """``core`` compiled to TorchScript (``e3nn.util.jit.script``) and frozen
+    (``torch.jit.freeze``: parameters become constants and every method call is inlined into
+    ``forward``). This is the costly step of making a force (seconds, and memory TorchScript
+    never frees), done once per loaded model and precision
+    (:meth:`~cgaa_openmm.CGAAPotential.createForce`). The freezing runs with the optimising
+    executor on: with it off (:func:`plain_executor`) calls are not inlined, and the clone
+    ``TorchForce`` makes would miss methods."""
     from e3nn.util.jit import script
     with torch.jit.optimized_execution(True):
-        return torch.jit.freeze(script(module.eval()))
+        frozen = torch.jit.freeze(script(core.eval()))
+    # freeze's own wrapper cannot be a submodule of a module scripted later; this one can.
+    return torch.jit._recursive.wrap_cpp_module(frozen._c)
 
 
 class CGAAEnergyAndForces(CGAAEnergy):
@@ -164,40 +218,7 @@ class CGAAEnergyAndForces(CGAAEnergy):
 
     def forward(self, positions: torch.Tensor,
                 boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.energy_and_forces(positions, boxvectors)
-
-
-class EnergyByPrecision(torch.nn.Module):
-    """The same energy module in float32 and float64, run in the precision the positions come in.
-
-    OpenMM hands a ``TorchForce`` float64 positions on the Reference and CPU platforms
-    (openmm-torch runs its Reference kernel for both) and on OpenCL/CUDA with
-    ``Precision=double``, float32 ones otherwise; the model then computes in that precision.
-    The copies are ``in_single`` and ``in_double``; ``species``, ``grain``, ``atoms``, ``n_grains`` and
-    ``periodic`` are those of both.
-    """
-
-    def __init__(self, single: CGAAEnergy, double: CGAAEnergy):
-        super().__init__()
-        self.in_single = single
-        self.in_double = double
-        self.periodic = single.periodic
-        self.n_grains = single.n_grains
-        self.register_buffer("species", single.species)
-        self.register_buffer("grain", single.grain)
-        self.register_buffer("atoms", single.atoms)
-
-    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        topology = self.topology()           # methods called from forward itself: TorchForce's clone has them
         if positions.dtype == torch.float64:
-            return self.in_double(positions, boxvectors)
-        return self.in_single(positions, boxvectors)
-
-
-class EnergyAndForcesByPrecision(EnergyByPrecision):
-    """:class:`EnergyByPrecision` of two :class:`CGAAEnergyAndForces`: returns (energy, forces)."""
-
-    def forward(self, positions: torch.Tensor,
-                boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        if positions.dtype == torch.float64:
-            return self.in_double.energy_and_forces(positions, boxvectors)
-        return self.in_single.energy_and_forces(positions, boxvectors)
+            return self.core64(positions, boxvectors, topology)
+        return self.core(positions, boxvectors, topology)

@@ -10,7 +10,7 @@ from e3nn.util.jit import script
 from cgaa_openmm.blocks import ChannelwiseProduct, from_channels, to_channels
 from cgaa_openmm.graph import intra_pairs, neighbour_table
 from cgaa_openmm.neighbors import check_box, neighbor_pairs, perpendicular_widths
-from cgaa_openmm.torchforce import frozen, plain_executor
+from cgaa_openmm.torchforce import CGAACore, compiled_core, plain_executor
 
 from conftest import energy_forces, make_model, make_module
 
@@ -125,16 +125,19 @@ def test_torchscript_equals_eager(clusters, model, cell):
 def test_grouped_forces_equal_autograd(clusters, model, cell, group_atoms):
     """CGAAEnergyAndForces (the TorchForce's module) embeds a few grains at a time and pushes their
     share of the gradient back afterwards: the same energy and -dE/dx as autograd through the
-    energy module, eager and frozen TorchScript (as createForce makes it, also after the optimising
-    executor was switched off); with selected atoms the others get no force."""
+    energy module, eager and as createForce makes it (a scripted module around the frozen core, also
+    after the optimising executor was switched off); with selected atoms the others get no force."""
     atoms = clusters[0]
     plain_executor()  # as after any createForce in this process
     module = make_module(atoms, model, periodic=cell is not None)
     e0, f0 = energy_forces(module, atoms.positions, cell)
     grouped = make_module(atoms, model, periodic=cell is not None, forces=True, group_atoms=group_atoms)
-    assert grouped.grains.n_groups == {1: 5, 40: 2}[group_atoms]  # 5 molecules of 10-16 atoms
+    assert grouped.n_groups == {1: 5, 40: 2}[group_atoms]  # 5 molecules of 10-16 atoms
     box = None if cell is None else torch.tensor(cell)
-    for candidate in (grouped, frozen(grouped)):
+    core = compiled_core(CGAACore(model))
+    compiled = torch.jit.script(make_module(atoms, core, periodic=cell is not None, forces=True,
+                                            group_atoms=group_atoms))
+    for candidate in (grouped, compiled):
         energy, forces = candidate(torch.tensor(atoms.positions), box)
         assert energy.item() == pytest.approx(e0, rel=1e-12)
         np.testing.assert_allclose(forces.numpy(), f0, atol=1e-10)

@@ -1,0 +1,99 @@
+"""Making forces is cheap: the model is compiled once per potential and precision, shared by every
+force; a force made after others equals one made first; a serialized System runs in a fresh process."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import openmm
+import pytest
+import torch
+from ase.io import read
+from openmm import unit
+
+from cgaa_openmm import CGAAPotential
+from cgaa_openmm.grains import topology_from_atoms
+
+from conftest import data_file
+
+
+@pytest.fixture(scope="module")
+def clusters():
+    configs = [a for a in read(data_file("solvent_xtb_train_50.xyz"), index=":")
+               if a.info.get("config_type") != "IsolatedAtom"]
+    return configs[:6]
+
+
+def system_of(potential, atoms, precision="double"):
+    topology = topology_from_atoms(atoms)
+    system = openmm.System()
+    for atom in topology.atoms():
+        system.addParticle(atom.element.mass)
+    system.addForce(potential.createForce(topology, precision=precision))
+    return system
+
+
+def reference_energy_forces(system, atoms):
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(atoms.positions * 0.1)
+    state = context.getState(getEnergy=True, getForces=True)
+    return (state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+            state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+
+
+def test_a_force_made_after_other_topologies_equals_one_made_first(clusters):
+    target = clusters[-1]
+    first = reference_energy_forces(system_of(CGAAPotential.load("carbonates-xtb-fast"), target), target)
+    potential = CGAAPotential.load("carbonates-xtb-fast")
+    for other in clusters[:2]:
+        system_of(potential, other)
+    assert set(potential._cores) == {torch.float64}           # one compiled core for all of them
+    later = reference_energy_forces(system_of(potential, target), target)
+    assert later[0] == first[0]
+    np.testing.assert_array_equal(later[1], first[1])
+    eager = potential.createModule(topology_from_atoms(target), precision="double")
+    positions = torch.tensor(target.positions * 0.1, requires_grad=True)
+    energy = eager(positions)
+    forces, = torch.autograd.grad(energy, positions)
+    assert later[0] == pytest.approx(energy.item(), rel=1e-12)
+    np.testing.assert_allclose(later[1], -forces.numpy(), atol=1e-8)
+    assert np.abs(later[1]).max() > 10.0
+
+
+def test_serialized_system_runs_in_a_fresh_process(clusters, tmp_path):
+    atoms = clusters[2]
+    system = system_of(CGAAPotential.load("carbonates-xtb-fast"), atoms)
+    energy, forces = reference_energy_forces(system, atoms)
+    (tmp_path / "system.xml").write_text(openmm.XmlSerializer.serialize(system))
+    np.save(tmp_path / "positions.npy", atoms.positions * 0.1)
+    script = (
+        "import sys, numpy as np, torch, openmm, openmmtorch\n"
+        "from openmm import unit\n"
+        "system = openmm.XmlSerializer.deserialize(open(sys.argv[1] + '/system.xml').read())\n"
+        "context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName('Reference'))\n"
+        "context.setPositions(np.load(sys.argv[1] + '/positions.npy'))\n"
+        "state = context.getState(getEnergy=True, getForces=True)\n"
+        "np.save(sys.argv[1] + '/forces.npy', state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))\n"
+        "print(repr(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(energy, rel=1e-12)
+    np.testing.assert_allclose(np.load(tmp_path / "forces.npy"), forces, rtol=1e-10, atol=1e-8)
+
+
+def test_making_and_dropping_forces_keeps_no_memory(clusters):
+    """A regression guard, not the benchmark (benchmarks/startup.py): after two warm-up forces,
+    eight create/drop cycles over different topologies keep well under 30 MB each."""
+    potential = CGAAPotential.load("carbonates-xtb-fast")
+    for atoms in clusters[:2]:
+        system_of(potential, atoms, "single")
+    before = rss_mb()
+    for k in range(8):
+        system = system_of(potential, clusters[k % len(clusters)], "single")
+        del system
+    assert rss_mb() - before < 8 * 30
