@@ -142,29 +142,85 @@ def test_pareto_on_the_smallest_box_with_a_tiny_model(tmp_path):
     assert np.isclose(molecule["us_per_atom"], molecule["model_us_per_atom"] + molecule["graph_us_per_atom"])
 
 
-@pytest.mark.slow
-def test_npt_density_script_on_a_small_box_continues_its_run(tmp_path):
-    """15 molecules packed at 1.1 g/mL, a few NPT steps: the density of the production frames with
-    its block error, the start density the packed one, volume moves made; a second call with more
-    production continues the same run from its checkpoint instead of starting again."""
+def small_box(tmp_path, counts=None, density=1.1):
+    """A packed EC/EMC box (PDB with bonds) of ``counts`` molecules."""
     from build_ecemc import molecule_templates, pack, write_pdb
-    from npt_density import main
     templates = molecule_templates()
-    placed, edge = pack(templates, {"EC": 5, "EMC": 10}, density=1.1, min_distance=2.0, seed=0)
+    placed, edge = pack(templates, counts or {"EC": 5, "EMC": 10}, density=density, min_distance=2.0, seed=0)
     pdb = str(tmp_path / "box.pdb")
     write_pdb(templates, placed, edge, pdb)
-    common = ["--input", pdb, "--model", "carbonates-xtb-fast", "--timestep", "0.5", "--equilibration-ps", "0.002",
-              "--frame-ps", "0.001", "--barostat-interval", "2", "--run-dir", str(tmp_path / "run")]
-    first = main(common + ["--production-ps", "0.006", "--output", str(tmp_path / "first.json")])
-    assert first["production_frames"] == 6 and first["production_ps"] == pytest.approx(0.006)
-    assert first["start_density_g_per_mL"] == pytest.approx(1.1, abs=0.03)
-    assert 0.9 < first["density_g_per_mL"] < 1.3 and np.isfinite(first["stderr_g_per_mL"])
-    assert first["experiment_g_per_mL"] == 1.095 and first["model"] == "carbonates-xtb-fast"
-    second = main(common + ["--production-ps", "0.010", "--output", str(tmp_path / "second.json")])
-    assert second["production_frames"] == 10
-    steps = np.loadtxt(tmp_path / "run" / "log.csv", delimiter=",", usecols=0)
-    np.testing.assert_array_equal(np.diff(steps), np.diff(steps)[0])   # one run, no restart from step 0
-    volumes = np.loadtxt(tmp_path / "run" / "log.csv", delimiter=",", usecols=6)
-    assert len(set(volumes)) > 1                                         # the barostat moved the box
-    assert json.load(open(tmp_path / "second.json"))["density_g_per_mL"] == second["density_g_per_mL"]
-    assert (tmp_path / "second.png").exists()
+    return pdb, templates, placed, edge
+
+
+def test_npt_density_run_continued_elsewhere_is_the_run_never_cut(tmp_path):
+    """15 molecules packed at 1.1 g/mL, HMR at 2 fs on Reference: four chunks in one go, and two chunks
+    then the run state copied to a new directory (another machine) and two more, end in the same
+    state bit for bit; the series, RDFs and contacts cover the production frames."""
+    import shutil
+    from npt_density import main
+    pdb, *_ = small_box(tmp_path)
+    common = ["--input", pdb, "--model", "carbonates-xtb-fast", "--platform", "Reference", "--precision", "double",
+              "--threads", "1", "--equilibration-ps", "0.004", "--frame-ps", "0.004", "--chunk-ps", "0.008",
+              "--barostat-interval", "2", "--blocks", "2"]
+    whole = main(common + ["--production-ps", "0.028", "--run-dir", str(tmp_path / "runs" / "whole"),
+                           "--output", str(tmp_path / "whole.json")])
+    main(common + ["--production-ps", "0.012", "--run-dir", str(tmp_path / "runs" / "cut"),
+                   "--output", str(tmp_path / "cut.json")])
+    shutil.copytree(tmp_path / "runs" / "cut", tmp_path / "elsewhere" / "cut")
+    resumed = main(common + ["--production-ps", "0.028", "--run-dir", str(tmp_path / "elsewhere" / "cut"),
+                             "--output", str(tmp_path / "resumed.json")])
+    first = json.load(open(tmp_path / "runs" / "whole" / "run.json"))
+    second = json.load(open(tmp_path / "elsewhere" / "cut" / "run.json"))
+    assert first["step"] == second["step"] == 16
+    assert first["state_xml"] == second["state_xml"]
+    assert first["series"] == second["series"] and len(first["series"]["step"]) == 8
+    assert len(set(first["series"]["density_g_per_mL"])) > 1            # the barostat moved the box
+    assert whole["density_g_per_mL"] == resumed["density_g_per_mL"]
+    assert whole["production_frames"] == 7 and whole["hydrogen_mass_amu"] == 3.0 and whole["timestep_fs"] == 2.0
+    assert 1.0 < whole["density_g_per_mL"] < 1.2 and np.isfinite(whole["stderr_g_per_mL"])
+    assert set(whole["closest_contacts_nm"]["min"]) >= {"H-H", "H-O", "O-O"}
+    assert 0.15 < whole["closest_contacts_nm"]["min"]["H-O"] < 0.35
+    rdf = first["rdf"]["all"]
+    assert first["rdf_frames"] == 7 and max(rdf[1]) > 1.0 and rdf[0][-1] < 0.9
+    report = json.load(open(tmp_path / "resumed.json"))
+    assert report["experiment_g_per_mL"] == 1.095 and [r["name"] for r in report["runs"]] == ["cut"]
+    assert (tmp_path / "resumed.png").exists()
+    with pytest.raises(SystemExit, match="other settings"):
+        main(common[:-2] + ["--blocks", "2", "--timestep", "1", "--production-ps", "0.028",
+                            "--run-dir", str(tmp_path / "elsewhere" / "cut"), "--output", str(tmp_path / "x.json")])
+
+
+def test_hmr_timestep_script_records_drift_and_equipartition(tmp_path):
+    from hmr_timestep import main
+    pdb, *_ = small_box(tmp_path)
+    entry = main(["--input", pdb, "--model", "carbonates-xtb-fast", "--langevin-ps", "0.1", "--nve-ps", "0.1",
+                  "--output", str(tmp_path / "hmr.json")])
+    assert entry["nve_finite"] and np.isfinite(entry["drift_K_per_ns"]) and entry["hydrogen_mass_amu"] == 3.0
+    assert 0.5 < entry["hydrogen_over_heavy"] < 2.0
+    assert json.load(open(tmp_path / "hmr.json"))["entries"] == [entry]
+
+
+def test_xtb_liquid_script_continues_its_run_and_reports_a_crossing(tmp_path):
+    """Two small boxes (2 EC + 1 EMC) at two densities, GFN2-xTB NVT for a few steps, one continued:
+    pressures finite, the series continued, a 1-bar density from the fit."""
+    from ase import Atoms
+    from ase.io import write
+    from xtb_liquid import main
+    _, templates, placed, edge = small_box(tmp_path, {"EC": 2, "EMC": 1}, density=1.0)
+    numbers = np.concatenate([templates[name].numbers for name, _ in placed])
+    atoms = Atoms(numbers=numbers, positions=np.concatenate([xyz for _, xyz in placed]), cell=[edge] * 3, pbc=True)
+    atoms.arrays["molID"] = np.concatenate([[k] * len(xyz) for k, (_, xyz) in enumerate(placed)])
+    atoms.info["label_id"] = "small"
+    write(tmp_path / "small.xyz", atoms)
+    common = ["--source", str(tmp_path / "small.xyz"), "--start", "small", "--states", str(tmp_path / "states"),
+              "--settle-ps", "0.002", "--save-steps", "2", "--blocks", "2", "--bin-width", "0.05"]
+    main(["run", "--density", "1.0", "--production-ps", "0.004"] + common)
+    continued = main(["run", "--density", "1.0", "--production-ps", "0.006"] + common)
+    assert continued["step"] == 4 and len(continued["series"]["time_ps"]) == 4
+    assert continued["series"]["time_ps"] == [0.002, 0.004, 0.006, 0.008]
+    assert continued["rdf_frames"] == 3
+    main(["run", "--density", "1.2", "--production-ps", "0.006"] + common)
+    result = main(["report", "--output", str(tmp_path / "xtb_liquid.json")] + common[4:6] + ["--blocks", "2"])
+    assert result["densities_g_per_mL"] == [1.0, 1.2]
+    assert np.isfinite(result["pressure_kbar"]).all() and np.isfinite(result["density_at_1bar_g_per_mL"])
+    assert result["ps_per_density"] == [pytest.approx(0.006), pytest.approx(0.006)]

@@ -1,0 +1,282 @@
+"""GFN2-xTB's own density of the EC/EMC 3:7 liquid: tblite NVT at several densities, the
+molecular pressure P(rho), and where it crosses 1 bar. Resumable across sessions and machines.
+
+    python benchmarks/xtb_liquid.py run --density 1.095 [--settle-ps 0.5 --production-ps 2] [--max-minutes 120]
+    python benchmarks/xtb_liquid.py report
+
+``run``: Langevin NVT (ASE, 298 K, 1/ps, centre of mass fixed by ``FixCom``) of a 200-atom box (5 EC + 10 EMC,
+3:7 by weight) with periodic GFN2-xTB (tblite 0.8.0, wavefunction carried from step to step),
+hydrogen masses repartitioned (``--hydrogen-mass``, Da, from the bonded carbon) and ``--timestep``
+2 fs, as the model NPT runs (benchmarks/hmr_timestep.py). The start is the held-out box
+``npt5-28`` (a model's liquid frame, 1.125 g/mL) with every molecule moved rigidly to the
+density. Every step records the potential energy, the temperature, and the pressure from
+tblite's stress: the atomic virial pressure, and the molecular one (each molecule's internal
+virial removed, rigid-molecule kinetic part sum_J M_J V_J^2 / 3V), which is what a barostat
+moving whole molecules responds to. After ``--settle-ps`` the frames are production: their
+pressures are block-averaged (``--blocks``) and their molecular centre-of-mass RDF summed.
+After every ``--save-steps`` steps the whole run (positions, momenta, the random generator's
+state, the series) is written atomically to ``results/xtb_liquid/rho-DENSITY/run.json``: commit
+it, and the same command continues the run anywhere.
+
+``report``: P(rho) of every run, a weighted linear fit and its 1-bar crossing rho*, written to
+``results/xtb_liquid.json`` (``densities_g_per_mL``, ``pressure_kbar``, ``stderr_kbar``,
+``density_at_1bar_g_per_mL``, ``ps_per_density``, the RDF of the run nearest 1.095 g/mL) and
+``results/xtb_liquid.png``. Units: Å and nm (RDFs), fs and ps, K, kbar, g/mL, eV, Da.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+from ase import Atoms, units
+from ase.data import atomic_masses
+from ase.io import read
+
+from common import AVOGADRO, BAR_PER_EV_PER_A3, machine
+from npt_density import write_atomic
+from xtb_reference import DATA, virial_pressures, whole_molecules
+from dispersion_tail import rigidly_scaled
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STATES = os.path.join(HERE, "results", "xtb_liquid")
+#: The held-out box the runs start from.
+START = "npt5-28"
+KBAR_PER_EV_PER_A3 = BAR_PER_EV_PER_A3 / 1e3
+#: Settings a continued run must share with the run it continues.
+RUN_KEYS = ("density_g_per_mL", "temperature_K", "timestep_fs", "hydrogen_mass_amu", "friction_per_ps",
+            "settle_ps", "start", "seed", "bin_width_nm", "electronic_temperature_K")
+
+
+def density_of(atoms) -> float:
+    """g/mL of a box (element masses, not repartitioned ones)."""
+    return float(atomic_masses[atoms.numbers].sum()) / AVOGADRO / (atoms.get_volume() * 1e-24)
+
+
+def start_box(density: float, start: str = START, source: str = DATA):
+    """The start box (Atoms with molID, whole molecules) moved rigidly to ``density`` (g/mL)."""
+    atoms = next(a for a in read(source, index=":") if a.info.get("label_id") == start)
+    positions = whole_molecules(atoms)
+    scale = (density_of(atoms) / density) ** (1 / 3)
+    moved, cell = rigidly_scaled(positions, np.array(atoms.cell), atoms.arrays["molID"], scale)
+    box = Atoms(numbers=atoms.numbers, positions=moved, cell=cell, pbc=True)
+    box.arrays["molID"] = atoms.arrays["molID"].copy()
+    return box
+
+
+def hmr_masses(atoms, hydrogen_mass: float) -> np.ndarray:
+    """Masses (Da) with every H at ``hydrogen_mass``, the difference taken from its nearest heavy
+    atom of the same molecule (the bonded one in these molecules)."""
+    masses = atoms.get_masses().copy()
+    if not hydrogen_mass:
+        return masses
+    molecule, positions = atoms.arrays["molID"], atoms.get_positions()
+    for h in np.flatnonzero(atoms.numbers == 1):
+        heavy = np.flatnonzero((molecule == molecule[h]) & (atoms.numbers != 1))
+        partner = heavy[np.argmin(np.linalg.norm(positions[heavy] - positions[h], axis=1))]
+        masses[partner] -= hydrogen_mass - masses[h]
+        masses[h] = hydrogen_mass
+    return masses
+
+
+def molecular_kinetic(atoms, molecule: np.ndarray) -> float:
+    """sum_J M_J V_J^2 (eV): twice the kinetic energy of the molecules' centres of mass."""
+    masses, velocities = atoms.get_masses(), atoms.get_velocities()
+    total = 0.0
+    for m in np.unique(molecule):
+        members = molecule == m
+        momentum = (masses[members, None] * velocities[members]).sum(0)
+        total += float(momentum @ momentum) / masses[members].sum()
+    return total
+
+
+def com_rdf_frame(positions: np.ndarray, molecule: np.ndarray, masses: np.ndarray, edge: float, edges: np.ndarray):
+    """g(r) of the molecular centres of mass (element masses) in one frame of a cubic box of
+    ``edge`` Å, on the bin ``edges`` (Å)."""
+    ids = np.unique(molecule)
+    centres = np.array([np.average(positions[molecule == m], axis=0, weights=masses[molecule == m]) for m in ids])
+    i, j = np.triu_indices(len(ids), 1)
+    delta = centres[i] - centres[j]
+    distance = np.linalg.norm(delta - edge * np.round(delta / edge), axis=1)
+    counts = np.histogram(distance, edges)[0]
+    shells = 4 / 3 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    return counts / (len(i) / edge ** 3 * shells)
+
+
+def run(args) -> dict:
+    from ase.md.langevin import Langevin
+    from ase.constraints import FixCom
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+    from tblite.ase import TBLite
+    settings = dict(density_g_per_mL=args.density, temperature_K=args.temperature, timestep_fs=args.timestep,
+                    hydrogen_mass_amu=args.hydrogen_mass or None, friction_per_ps=args.friction,
+                    settle_ps=args.settle_ps, start=args.start, seed=args.seed, bin_width_nm=args.bin_width,
+                    electronic_temperature_K=300.0)
+    path = os.path.join(args.states, f"rho-{args.density:.3f}", "run.json")
+    atoms = start_box(args.density, args.start, args.source)
+    molecule = atoms.arrays["molID"]
+    element_masses = atoms.get_masses().copy()
+    atoms.set_masses(hmr_masses(atoms, args.hydrogen_mass))
+    rng = np.random.default_rng(args.seed)
+    if os.path.exists(path):
+        with open(path) as file:
+            data = json.load(file)
+        changed = [f"{k} {data['settings'].get(k)!r} -> {settings[k]!r}" for k in RUN_KEYS
+                   if data["settings"].get(k) != settings[k]]
+        if changed:
+            raise SystemExit(f"{path} holds a run with other settings ({'; '.join(changed)})")
+        atoms.set_positions(np.array(data["positions_A"]))
+        atoms.set_momenta(np.array(data["momenta"]))
+        rng.bit_generator.state = data["rng_state"]
+    else:
+        thermalize_momenta(atoms, args.temperature, rng=rng)
+        Stationary(atoms)
+        data = dict(settings=settings, step=0, series=dict(time_ps=[], pressure_molecular_kbar=[],
+                    pressure_atomic_kbar=[], temperature_K=[], potential_eV=[]), s_per_step=[],
+                    rdf_sum=None, rdf_frames=0)
+    atoms.calc = TBLite(method="GFN2-xTB", charge=0.0, multiplicity=1, verbosity=0, accuracy=1.0,
+                        electronic_temperature=300.0)
+    atoms.set_constraint(FixCom())
+    dyn = Langevin(atoms, timestep=args.timestep * units.fs, temperature_K=args.temperature,
+                   friction=args.friction / (1000 * units.fs), fixcm=False, rng=rng)
+    edge = float(atoms.cell[0, 0])
+    edges = np.arange(0.0, 0.5 * edge + 1e-9, 10 * args.bin_width)
+    total = round(1000 * (args.settle_ps + args.production_ps) / args.timestep)
+    volume = atoms.get_volume()
+    dof = 3 * len(atoms) - 3
+    started = time.time()
+    series = data["series"]
+    while data["step"] < total:
+        t0 = time.perf_counter()
+        dyn.run(1)
+        data["s_per_step"].append(round(time.perf_counter() - t0, 3))
+        data["step"] += 1
+        positions = atoms.get_positions()
+        atomic, molecular = virial_pressures(positions, molecule, atoms.get_forces(), atoms.get_stress(voigt=False),
+                                             volume)
+        kinetic = atoms.get_kinetic_energy()
+        series["time_ps"].append(round(data["step"] * args.timestep / 1000, 6))
+        series["pressure_atomic_kbar"].append(round(atomic + 2 * kinetic / (3 * volume) * KBAR_PER_EV_PER_A3, 4))
+        series["pressure_molecular_kbar"].append(round(
+            molecular + molecular_kinetic(atoms, molecule) / (3 * volume) * KBAR_PER_EV_PER_A3, 4))
+        series["temperature_K"].append(round(2 * kinetic / (dof * units.kB), 2))
+        series["potential_eV"].append(round(atoms.get_potential_energy(), 5))
+        if series["time_ps"][-1] > args.settle_ps + 1e-9:
+            g = com_rdf_frame(positions, molecule, element_masses, edge, edges)
+            data["rdf_sum"] = (g if data["rdf_sum"] is None else np.array(data["rdf_sum"]) + g).tolist()
+            data["rdf_frames"] += 1
+        last = data["step"] == total or (args.max_minutes and time.time() - started > 60 * args.max_minutes)
+        if data["step"] % args.save_steps == 0 or last:
+            data.update(positions_A=positions.tolist(), momenta=atoms.get_momenta().tolist(),
+                        rng_state=rng.bit_generator.state, rdf_r_nm=(0.05 * (edges[1:] + edges[:-1])).tolist())
+            write_atomic(path, json.dumps(data, separators=(",", ":")))
+            print(f"rho {args.density}: step {data['step']}/{total}, {series['time_ps'][-1]:.3f} ps, "
+                  f"P_mol {series['pressure_molecular_kbar'][-1]:+.2f} kbar, T {series['temperature_K'][-1]:.0f} K, "
+                  f"{np.median(data['s_per_step'][-args.save_steps:]):.1f} s/step", flush=True)
+        if last:
+            break
+    return data
+
+
+def block_mean(values, blocks: int):
+    values = np.asarray(values, dtype=float)
+    means = np.array([chunk.mean() for chunk in np.array_split(values, blocks)])
+    return float(values.mean()), float(means.std(ddof=1) / np.sqrt(blocks))
+
+
+def report(args) -> dict:
+    runs = []
+    for name in sorted(os.listdir(args.states)) if os.path.isdir(args.states) else []:
+        path = os.path.join(args.states, name, "run.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as file:
+            data = json.load(file)
+        t = np.array(data["series"]["time_ps"])
+        production = t > data["settings"]["settle_ps"] + 1e-9
+        if production.sum() < args.blocks:
+            continue
+        mol = block_mean(np.array(data["series"]["pressure_molecular_kbar"])[production], args.blocks)
+        atomic = block_mean(np.array(data["series"]["pressure_atomic_kbar"])[production], args.blocks)
+        runs.append(dict(density=data["settings"]["density_g_per_mL"], pressure=mol, atomic=atomic,
+                         ps=float(t[production][-1] - data["settings"]["settle_ps"]),
+                         temperature=float(np.mean(np.array(data["series"]["temperature_K"])[production])),
+                         s_per_step=float(np.median(data["s_per_step"])), data=data))
+    result = dict(densities_g_per_mL=[r["density"] for r in runs], pressure_kbar=[r["pressure"][0] for r in runs],
+                  stderr_kbar=[r["pressure"][1] for r in runs],
+                  atomic_pressure_kbar=[r["atomic"][0] for r in runs], ps_per_density=[r["ps"] for r in runs],
+                  temperature_K=[r["temperature"] for r in runs], s_per_step=[r["s_per_step"] for r in runs],
+                  density_at_1bar_g_per_mL=None, crossing=None, machine=machine(),
+                  command="python benchmarks/xtb_liquid.py run --density RHO; python benchmarks/xtb_liquid.py report",
+                  measured=time.strftime("%F %T"))
+    if len(runs) >= 2:
+        rho, p = np.array(result["densities_g_per_mL"]), np.array(result["pressure_kbar"])
+        weights = 1 / np.maximum(np.array(result["stderr_kbar"]), 1e-3)
+        slope, intercept = np.polyfit(rho, p, 1, w=weights)
+        crossing = (1e-3 - intercept) / slope
+        result.update(fit_kbar=dict(slope_per_g_per_mL=float(slope), intercept=float(intercept)),
+                      density_at_1bar_g_per_mL=float(crossing),
+                      crossing="inside the bracket" if rho.min() <= crossing <= rho.max() else
+                      "extrapolated: outside the bracket of densities run")
+    if runs:
+        nearest = min(runs, key=lambda r: abs(r["density"] - 1.095))["data"]
+        if nearest["rdf_frames"]:
+            result["rdf"] = {"all": [nearest["rdf_r_nm"], (np.array(nearest["rdf_sum"]) / nearest["rdf_frames"]).round(5)
+                                     .tolist()]}
+            result["rdf_density_g_per_mL"] = nearest["settings"]["density_g_per_mL"]
+        plot(runs, result, os.path.splitext(args.output)[0] + ".png")
+    write_atomic(args.output, json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("rdf", "machine")}, indent=1))
+    return result
+
+
+def plot(runs, result, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.errorbar(result["densities_g_per_mL"], result["pressure_kbar"], yerr=result["stderr_kbar"], fmt="o",
+                  label="molecular pressure")
+    left.axhline(0.0, color="grey", lw=0.6)
+    left.axvline(1.095, color="k", ls="--", lw=0.8, label="experiment 1.095 g/mL")
+    if result.get("fit_kbar"):
+        rho = np.linspace(min(result["densities_g_per_mL"]) - 0.05, max(result["densities_g_per_mL"]) + 0.05, 20)
+        left.plot(rho, result["fit_kbar"]["slope_per_g_per_mL"] * rho + result["fit_kbar"]["intercept"], lw=0.8,
+                  label=f"fit: 1 bar at {result['density_at_1bar_g_per_mL']:.3f} g/mL")
+    left.set(xlabel="density (g/mL)", ylabel="P (kbar), GFN2-xTB NVT 298 K")
+    left.legend(fontsize=7)
+    for r in runs:
+        s = r["data"]["series"]
+        right.plot(s["time_ps"], s["pressure_molecular_kbar"], lw=0.6, label=f"{r['density']} g/mL")
+    right.set(xlabel="time (ps)", ylabel="molecular pressure (kbar)")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("--density", type=float, default=1.095, help="g/mL")
+    parser.add_argument("--temperature", type=float, default=298.0, help="K")
+    parser.add_argument("--timestep", type=float, default=2.0, help="fs")
+    parser.add_argument("--hydrogen-mass", type=float, default=3.0, help="Da (0: none)")
+    parser.add_argument("--friction", type=float, default=1.0, help="1/ps")
+    parser.add_argument("--settle-ps", type=float, default=0.5)
+    parser.add_argument("--production-ps", type=float, default=2.0, help="the run ends here (can be raised)")
+    parser.add_argument("--blocks", type=int, default=5)
+    parser.add_argument("--bin-width", type=float, default=0.01, help="nm, RDF bins")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--save-steps", type=int, default=10)
+    parser.add_argument("--max-minutes", type=float, help="stop (saved) after this wall time")
+    parser.add_argument("--source", default=DATA, help="extxyz holding the start box")
+    parser.add_argument("--start", default=START, help="label_id of the start box in --source")
+    parser.add_argument("--states", default=STATES, help="where rho-DENSITY/run.json live")
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "xtb_liquid.json"))
+    args = parser.parse_args(argv)
+    return run(args) if args.action == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
