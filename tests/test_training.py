@@ -363,3 +363,108 @@ def test_options_added_later_leave_older_config_hashes_alone(tmp_path):
     older = {k: v for k, v in config.items() if k not in ADDED_LATER}
     assert config_hash(config) == config_hash(older)
     assert config_hash(dict(config, grain_force_weight=1.0)) != config_hash(config)
+
+
+def ase_written(frames, path, energy="energy_xtb", forces="forces_xtb"):
+    """``frames`` as ``ase.io.write`` writes them after a calculator ran: the labels in the calculator
+    (``energy=`` in the comment line, a ``forces`` column), none left under the project's keys."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    out = []
+    for atoms in frames:
+        copy = atoms.copy()
+        e, f = copy.info.pop(energy), copy.arrays.pop(forces)
+        copy.calc = SinglePointCalculator(copy, energy=e, forces=f)
+        out.append(copy)
+    write(path, out)
+    return path
+
+
+def test_ase_written_and_mace_labels_are_found_without_keys(tmp_path, small_frames, capsys):
+    reference = read_configs(data_file("solvent_xtb_train_20.xyz"), "energy_xtb", "forces_xtb")[:3]
+    assert "'energy_xtb' (info)" in capsys.readouterr().err
+    path = ase_written(small_frames, str(tmp_path / "ase.xyz"))
+    raw = read(path, index=":")
+    assert "energy_xtb" not in raw[0].info and set(raw[0].calc.results) >= {"energy", "forces"}
+    mace = [a.copy() for a in small_frames]
+    for a in mace:
+        a.info["REF_energy"], a.arrays["REF_forces"] = a.info.pop("energy_xtb"), a.arrays.pop("forces_xtb")
+    write(str(tmp_path / "mace.xyz"), mace)
+    for configs in (read_configs(path), read_configs(path, energy_key="energy", forces_key="forces"),
+                    read_configs(str(tmp_path / "mace.xyz"))):
+        assert [c.energy for c in configs] == [r.energy for r in reference]
+        for c, r in zip(configs, reference):
+            torch.testing.assert_close(c.forces, r.forces, rtol=0, atol=1e-12)
+    err = capsys.readouterr().err
+    assert "energy 'energy' (calculator results) in eV, forces 'forces' (calculator results) in eV/angstrom" in err
+    assert "energy 'REF_energy' (info)" in err
+
+
+def test_an_explicit_key_wins_and_no_labels_is_a_clear_error(tmp_path, small_frames):
+    frames = [a.copy() for a in small_frames]
+    path = ase_written(frames, str(tmp_path / "both.xyz"))
+    both = read(path, index=":")
+    for a in both:
+        a.info["energy_xtb"] = a.calc.results["energy"] + 1.0       # a second, different energy label
+    write(path, both)
+    calc_energy = [c.energy for c in read_configs(path, energy_key="energy")]
+    info_energy = [c.energy for c in read_configs(path, energy_key="energy_xtb")]
+    np.testing.assert_allclose(np.array(info_energy) - calc_energy, 1.0)
+    assert [c.energy for c in read_configs(path)] == info_energy      # the documented order: energy_xtb first
+    bare = [a.copy() for a in small_frames]
+    for a in bare:
+        del a.info["energy_xtb"], a.arrays["forces_xtb"]
+    write(str(tmp_path / "bare.xyz"), bare)
+    with pytest.raises(DataError, match=r"no energy found under the usual names .*info keys \['Comp', 'Nmols'.*"
+                                        r"--energy-key, --forces-key and --stress-key"):
+        read_configs(str(tmp_path / "bare.xyz"))
+
+
+def test_stress_in_ase_conventions_equals_tblites(tmp_path):
+    """tblite's stress on a periodic box, written by ASE (Voigt, in the calculator results) and as a
+    MACE-style virial, is read back as tblite's 3x3 stress."""
+    from tblite.ase import TBLite
+    atoms = read(os.path.join(ROOT, "training", "datasets", "ecemc-boxes-heldout.xyz.xz"), index=0)
+    from ase import Atoms
+    part = atoms[atoms.arrays["molID"] < atoms.arrays["molID"].min() + 3]   # three molecules, same cell
+    box = Atoms(numbers=part.numbers, positions=part.positions, cell=part.cell, pbc=True)
+    box.arrays["molID"] = part.arrays["molID"]
+    box.calc = TBLite(method="GFN2-xTB", verbosity=0)
+    stress = box.get_stress(voigt=False)
+    energy, forces = box.get_potential_energy(), box.get_forces()
+    write(str(tmp_path / "tblite.xyz"), box)
+    assert "stress" in read(str(tmp_path / "tblite.xyz")).calc.results
+    virial = box.copy()
+    virial.calc = None
+    virial.info.update(REF_energy=energy, REF_virial=(-stress * box.get_volume()).reshape(9))
+    virial.arrays["REF_forces"] = forces
+    write(str(tmp_path / "virial.xyz"), virial)
+    for name in ("tblite.xyz", "virial.xyz"):
+        config, = read_configs(str(tmp_path / name))
+        np.testing.assert_allclose(config.stress.numpy(), stress, rtol=1e-9, atol=1e-12)
+        assert config.energy == pytest.approx(energy, rel=1e-12)
+    assert np.abs(stress).max() > 1e-4
+
+
+def test_evaluate_and_train_on_an_ase_written_file_without_keys(tmp_path, small_frames):
+    frames = [a for a in read(data_file("solvent_xtb_train_20.xyz"), index=":")]
+    isolated = [a for a in frames if a.info.get("config_type") == "IsolatedAtom"]
+    labelled = [a for a in frames if a.info.get("config_type") != "IsolatedAtom"]
+    path = ase_written(labelled, str(tmp_path / "ase.xyz"))
+    write(path, isolated + read(path, index=":"))                    # E0 entries first, as in the original
+    keyed = run_cli("evaluate", "carbonates-xtb-fast", data_file("solvent_xtb_train_20.xyz"), "--energy-key",
+                    "energy_xtb", "--forces-key", "forces_xtb", check=True)
+    plain = run_cli("evaluate", "carbonates-xtb-fast", path, check=True)
+    drop = ("data",)
+    assert ({k: v for k, v in json.loads(plain.stdout).items() if k not in drop}
+            == {k: v for k, v in json.loads(keyed.stdout).items() if k not in drop})
+    assert "energy 'energy' (calculator results)" in plain.stderr
+    runs = []
+    for name, train_file in (("keyed", data_file("solvent_xtb_train_20.xyz")), ("plain", path)):
+        config = write_config(tmp_path, f"{name}.yaml", epochs=1, train_file=train_file,
+                              output=str(tmp_path / f"{name}.pt"), **({"energy_key": "energy_xtb",
+                                                                       "forces_key": "forces_xtb"}
+                                                                      if name == "keyed" else {}))
+        run_cli("train", config, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        runs.append(load_model(str(tmp_path / f"{name}.pt"))[0].state_dict())
+    for key in runs[0]:      # the same data: the same weights (to float32 summation order)
+        torch.testing.assert_close(runs[0][key], runs[1][key], rtol=1e-5, atol=1e-6)

@@ -21,10 +21,14 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
                               "e.g. labelled clusters of the model's own MD frames"),
     "valid_file": (None, "extended XYZ used for validation; default: a split of train_file"),
     "test_file": (None, "extended XYZ evaluated once with the final model"),
-    "energy_key": ("energy_xtb", "per-configuration key of the total energy"),
-    "forces_key": ("forces_xtb", "per-atom column of the forces"),
-    "stress_key": ("stress_xtb", "per-configuration key of the stress of periodic configurations (9 numbers, "
-                                 "energy_unit/length_unit^3, ASE's sign); used with stress_weight"),
+    "energy_key": (None, "per-configuration key of the total energy, in info or the calculator results ASE "
+                         "reads (default: the first of energy, REF_energy, energy_xtb, the calculator's energy)"),
+    "forces_key": (None, "per-atom column of the forces (default: the first of forces, REF_forces, forces_xtb, "
+                         "the calculator's forces)"),
+    "stress_key": (None, "per-configuration key of the stress of periodic configurations (9 numbers or 6 in "
+                         "Voigt order, energy_unit/length_unit^3, ASE's sign; a key naming a virial W is taken "
+                         "as -W/V; default: the first of stress, REF_stress, stress_xtb, the calculator's stress, "
+                         "virial, REF_virial); used with stress_weight"),
     "energy_unit": ("eV", "unit of energies in the files: eV, kcal/mol, kJ/mol or Hartree"),
     "length_unit": ("angstrom", "unit of positions in the files: angstrom, nm or bohr; forces are "
                                 "in energy_unit/length_unit"),

@@ -7,6 +7,7 @@ from bond perception (covalent radii) or are single atoms. Isolated-atom
 configurations (``config_type=IsolatedAtom``) give the per-element reference
 energies E0.
 """
+import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -19,6 +20,8 @@ from scipy.sparse.csgraph import connected_components
 
 from cgaa_openmm.graph import GrainGraph, batch_graphs, build_graph, grain_radii, intra_pairs
 from cgaa_openmm.neighbors import neighbor_pairs
+
+from . import labels
 
 ENERGY_UNITS = {"eV": 1.0, "kcal/mol": units.kcal / units.mol, "kJ/mol": units.kJ / units.mol,
                 "Hartree": units.Hartree}
@@ -72,11 +75,11 @@ def topology_grains(topology_file: str) -> tuple:
     return numbers, residue
 
 
-def read_configs(path: str, energy_key: str = "energy_xtb", forces_key: str = "forces_xtb",
+def read_configs(path: str, energy_key: Optional[str] = None, forces_key: Optional[str] = None,
                  grain_key: str = "molID", grains: str = "column", energy_unit: str = "eV",
                  length_unit: str = "angstrom", topology_file: Optional[str] = None,
                  bond_scale: float = 1.5, grain_span: Optional[float] = None,
-                 stress_key: str = "stress_xtb") -> List[Config]:
+                 stress_key: Optional[str] = None, quiet: bool = False) -> List[Config]:
     """Read an extended XYZ file into :class:`Config` objects in Å, eV and eV/Å.
 
     ``grains`` is ``"column"`` (per-atom ``grain_key``), ``"topology"`` (residues of
@@ -85,27 +88,33 @@ def read_configs(path: str, energy_key: str = "energy_xtb", forces_key: str = "f
     atoms must be linked by distances below it (the model's intra-grain cutoff), which
     catches a grain column that does not describe molecules. Isolated-atom
     configurations are skipped (see :func:`isolated_atom_energies`). A periodic
-    configuration with a ``stress_key`` entry (9 numbers, energy_unit/length_unit^3, ASE's
-    sign) gets its stress in eV/Å^3.
+    configuration with a stress (energy_unit/length_unit^3, ASE's sign) gets it in eV/Å^3.
+
+    Labels are found by :mod:`training.labels`: under the keys given, in ``info``/``arrays``
+    or the results of the calculator ASE attached on reading; without keys, under the common
+    names (``energy``, ``REF_energy``, ``energy_xtb``, ...). The place found in the first
+    configuration is used for all, and printed on stderr with its units (unless ``quiet``).
     """
     e_unit, l_unit = ENERGY_UNITS[energy_unit], LENGTH_UNITS[length_unit]
     if grains == "topology":
         top_numbers, top_residue = topology_grains(topology_file)
     configs = []
+    sources: Dict[str, labels.Source] = {}
+    keys = dict(energy=energy_key, forces=forces_key, stress=stress_key)
     for k, atoms in enumerate(read_frames(path)):
         if atoms.info.get("config_type") == "IsolatedAtom":
             continue
         where = f"{path}, configuration {k}"
-        if energy_key not in atoms.info:
-            raise DataError(f"{where}: no energy '{energy_key}' (keys: {sorted(atoms.info)})")
-        if forces_key not in atoms.arrays:
-            raise DataError(f"{where}: no per-atom forces '{forces_key}' (columns: {sorted(atoms.arrays)})")
+        for kind, what in (("energy", "energy"), ("forces", "per-atom forces")):
+            sources.setdefault(kind, labels.find(atoms, kind, keys[kind]))
+            if sources[kind] is None or not labels.present(atoms, sources[kind]):
+                raise DataError(_missing(where, what, kind, keys[kind], sources[kind], atoms))
         if (atoms.numbers <= 0).any():
             raise DataError(f"{where}: unknown element symbol(s) at atoms {np.nonzero(atoms.numbers <= 0)[0][:5].tolist()}")
         positions = atoms.positions * l_unit
-        forces = np.asarray(atoms.arrays[forces_key], dtype=float) * (e_unit / l_unit)
+        forces = labels.value(atoms, sources["forces"]) * (e_unit / l_unit)
         if forces.shape != (len(atoms), 3) or not np.isfinite(forces).all():
-            raise DataError(f"{where}: forces '{forces_key}' must be 3 finite numbers per atom")
+            raise DataError(f"{where}: forces {sources['forces']} must be 3 finite numbers per atom")
         if grains == "atom":
             grain = np.arange(len(atoms))
         elif grains == "bonds":
@@ -135,17 +144,23 @@ def read_configs(path: str, energy_key: str = "energy_xtb", forces_key: str = "f
         if grain_span is not None and grains != "atom":
             check_grains_whole(atoms, positions, grain, grain_span, where, grains, grain_key)
         stress = None
-        if periodic and stress_key in atoms.info:
-            stress = np.asarray(atoms.info[stress_key], dtype=float).reshape(-1) * (e_unit / l_unit ** 3)
-            if stress.shape != (9,) or not np.isfinite(stress).all():
-                raise DataError(f"{where}: stress '{stress_key}' must be 9 finite numbers (a 3x3 tensor)")
-            stress = torch.tensor(stress.reshape(3, 3), dtype=torch.float64)
+        if periodic:
+            if sources.get("stress") is None:
+                sources["stress"] = labels.find(atoms, "stress", stress_key)
+            if sources["stress"] is not None and labels.present(atoms, sources["stress"]):
+                try:
+                    stress = labels.stress_tensor(atoms, sources["stress"]) * (e_unit / l_unit ** 3)
+                except ValueError as error:
+                    raise DataError(f"{where}: {error}") from None
+                if not np.isfinite(stress).all():
+                    raise DataError(f"{where}: stress {sources['stress']} must be finite")
+                stress = torch.tensor(stress, dtype=torch.float64)
         configs.append(Config(
             positions=torch.tensor(positions, dtype=torch.float64),
             numbers=torch.tensor(atoms.numbers, dtype=torch.long),
             grain=torch.tensor(grain, dtype=torch.long),
             n_grains=int(grain.max()) + 1,
-            energy=float(atoms.info[energy_key]) * e_unit,
+            energy=float(labels.value(atoms, sources["energy"])) * e_unit,
             forces=torch.tensor(forces, dtype=torch.float64),
             cell=torch.tensor(np.asarray(atoms.cell) * l_unit, dtype=torch.float64),
             periodic=periodic,
@@ -153,7 +168,25 @@ def read_configs(path: str, energy_key: str = "energy_xtb", forces_key: str = "f
         ))
     if not configs:
         raise DataError(f"{path}: no labelled configurations")
+    if not quiet:
+        stress = sources.get("stress")
+        print(f"{path}: energy {sources['energy']} in {energy_unit}, forces {sources['forces']} in "
+              f"{energy_unit}/{length_unit}, stress "
+              + (f"{stress} in {energy_unit}/{length_unit}^3" if stress else "none"), file=sys.stderr)
     return configs
+
+
+def _missing(where: str, what: str, kind: str, key: Optional[str], source: Optional["labels.Source"],
+             atoms) -> str:
+    """The message for a configuration without its ``kind`` label."""
+    if key:
+        return f"{where}: no {what} '{key}' ({labels.found(atoms)})"
+    if source:
+        return f"{where}: no {what} {source}, which earlier configurations have ({labels.found(atoms)})"
+    tried = ", ".join(sorted({name for _, name in labels.AUTO[kind]}))
+    return (f"{where}: no {what} found under the usual names ({tried}): it holds {labels.found(atoms)}. "
+            f"Name the labels with {labels.FLAGS['energy']}, {labels.FLAGS['forces']} and {labels.FLAGS['stress']} "
+            f"(energy_key, forces_key, stress_key in a training config)")
 
 
 def check_grains_whole(atoms, positions, grain, span, where, grains, grain_key) -> None:
@@ -172,10 +205,17 @@ def check_grains_whole(atoms, positions, grain, span, where, grains, grain_key) 
                             f"form {n_parts} groups more than {span} Å apart: not a molecule or residue")
 
 
-def isolated_atom_energies(path: str, energy_key: str = "energy_xtb", energy_unit: str = "eV") -> Dict[int, float]:
-    """E0 (eV) per atomic number from the file's ``config_type=IsolatedAtom`` entries."""
-    return {int(a.numbers[0]): float(a.info[energy_key]) * ENERGY_UNITS[energy_unit] for a in read_frames(path)
-            if a.info.get("config_type") == "IsolatedAtom"}
+def isolated_atom_energies(path: str, energy_key: Optional[str] = None, energy_unit: str = "eV") -> Dict[int, float]:
+    """E0 (eV) per atomic number from the file's ``config_type=IsolatedAtom`` entries (their energy
+    found as :func:`read_configs` finds it)."""
+    energies = {}
+    for k, atoms in enumerate(read_frames(path)):
+        if atoms.info.get("config_type") == "IsolatedAtom":
+            source = labels.find(atoms, "energy", energy_key)
+            if source is None:
+                raise DataError(_missing(f"{path}, configuration {k}", "energy", "energy", energy_key, None, atoms))
+            energies[int(atoms.numbers[0])] = float(labels.value(atoms, source)) * ENERGY_UNITS[energy_unit]
+    return energies
 
 
 def fit_atomic_energies(configs: Sequence[Config], elements: Sequence[int]) -> List[float]:

@@ -65,7 +65,7 @@ def predict_frame(model, atoms, grain_key: str = "molID"):
 
 
 def evaluate_file(model_path: str, data_path: str, grains: str = None, grain_key: str = "molID",
-                  energy_key: str = "energy_xtb", forces_key: str = "forces_xtb", energy_unit: str = "eV",
+                  energy_key: str = None, forces_key: str = None, energy_unit: str = "eV",
                   length_unit: str = "angstrom", topology_file: str = None, plot: str = None,
                   batch_size: int = 20, return_arrays: bool = False):
     """Metrics of a model file on an extended XYZ file; grains default to the model's kind
@@ -105,8 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: atom for an all-atom model, else column")
     parser.add_argument("--grain-key", default="molID")
     parser.add_argument("--topology", help="PDB whose residues are the grains (--grains topology)")
-    parser.add_argument("--energy-key", default="energy_xtb")
-    parser.add_argument("--forces-key", default="forces_xtb")
+    parser.add_argument("--energy-key", help="energy label (default: the first of energy, REF_energy, energy_xtb, "
+                                             "the calculator's energy)")
+    parser.add_argument("--forces-key", help="forces label (default: the first of forces, REF_forces, forces_xtb, "
+                                             "the calculator's forces)")
     parser.add_argument("--energy-unit", default="eV", choices=["eV", "kcal/mol", "kJ/mol", "Hartree"])
     parser.add_argument("--length-unit", default="angstrom", choices=["angstrom", "nm", "bohr"])
     parser.add_argument("--plot", help="parity plot to write (PNG)")
