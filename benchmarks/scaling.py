@@ -207,7 +207,7 @@ def run_profile(tiles, threads: int, quick: bool, model_path: str) -> dict:
     torch.set_num_threads(threads)
     topology, xyz = tile(tiles)
     module = CGAAPotential.load(model_path).createModule(topology, grains="molecule", precision="single")
-    model = module.grains.model
+    model = module.core.grains.model
     for where, name in ((torchforce, "check_box"), (groups, "build_graph"), (torchforce, "grain_faults")):
         def wrapped(*args, _f=getattr(where, name)):
             with record_function(SEARCH):
@@ -219,7 +219,7 @@ def run_profile(tiles, threads: int, quick: bool, model_path: str) -> dict:
         def pre(mod, args):
             if label is None:  # the shared edge spherical harmonics
                 n = args[0].shape[0]
-                part = ("intra-grain embedding" if n == module.grains.intra_src.shape[0]
+                part = ("intra-grain embedding" if n == module.intra_src.shape[0]
                         else "grain products and message passing")
             else:
                 part = label
@@ -281,7 +281,7 @@ def run_profile(tiles, threads: int, quick: bool, model_path: str) -> dict:
     rows.sort(key=lambda r: -r["total_ms"])
     ops = sorted((a for a in prof.key_averages() if a.key not in labels and not a.key.startswith("cgaa:")),
                  key=lambda a: -a.self_cpu_time_total)[:10]
-    return dict(atoms=topology.getNumAtoms(), grains=module.n_grains, intra_pairs=int(module.grains.intra_src.shape[0]),
+    return dict(atoms=topology.getNumAtoms(), grains=module.n_grains, intra_pairs=int(module.intra_src.shape[0]),
                 energy_kj_mol=float(energy), wall_ms=wall, forward_ms=total["forward"], backward_ms=total["backward"],
                 parts=rows, top_ops=[dict(op=a.key, self_cpu_ms=a.self_cpu_time_total / 1e3, calls=a.count)
                                      for a in ops],
