@@ -98,11 +98,11 @@ class GrainGroups(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def graph(self, r: torch.Tensor, cell: torch.Tensor, topology: GrainTopology) -> GrainGraph:
+    def graph(self, r: torch.Tensor, cell: torch.Tensor, topology: GrainTopology, periodic: bool) -> GrainGraph:
         """The :class:`~cgaa_openmm.graph.GrainGraph` of positions ``r`` (Å) in ``cell`` (Å, rows
-        a, b, c; ignored unless ``topology.periodic``), with the model's cutoffs."""
+        a, b, c; ignored unless ``periodic``), with the model's cutoffs."""
         return build_graph(r, topology.grain, topology.n_grains, topology.intra_src, topology.intra_dst, cell,
-                           topology.periodic, self.model.grain_cutoff, self.model.atom_pair_cutoff)
+                           periodic, self.model.grain_cutoff, self.model.atom_pair_cutoff)
 
     def energy(self, r: torch.Tensor, graph: GrainGraph, topology: GrainTopology) -> torch.Tensor:
         """Total energy (eV, float64) of positions ``r`` (Å) with their graph (:meth:`graph`)."""
@@ -117,18 +117,18 @@ class GrainGroups(torch.nn.Module):
         return self.model.embed(r, grain_centres(r, grain, g1 - g0), topology.species[atoms], grain,
                                 topology.group_src[p0:p1], topology.group_dst[p0:p1])
 
-    def energy_and_gradient(self, r: torch.Tensor, graph: GrainGraph,
-                            topology: GrainTopology) -> Tuple[torch.Tensor, torch.Tensor]:
+    def energy_and_gradient(self, r: torch.Tensor, graph: GrainGraph, topology: GrainTopology,
+                            single_group: bool) -> Tuple[torch.Tensor, torch.Tensor]:
         """Total energy (eV, float64) and its gradient dE/dr (eV/Å, shape of ``r``).
 
         The gradient is that of :meth:`energy`, but the grain embedding is done one group at a
         time, twice: once without autograd for the grain features, and once per group, after the
         grain-level part, to push that group's share of the gradient back to its atoms. One more
         forward pass of the embedding buys memory that does not grow with the number of groups.
-        One group: plain autograd.
+        One group (``single_group``, which must say whether ``topology`` has one): plain autograd.
         """
         r = r.detach().requires_grad_(True)
-        if topology.n_groups == 1:
+        if single_group:
             energy = self.energy(r, graph, topology)
             return energy.detach(), _grad(energy, r)
         unwrapped = (r + graph.unwrap_shift).detach()

@@ -19,7 +19,8 @@ from .mixed import mixed_system, region_atoms
 from .model import CGAAModel, model_in
 from .modelfile import load_model, save_model
 from .neighbors import check_box
-from .torchforce import CGAACore, CGAAEnergy, CGAAEnergyAndForces, compiled_core, plain_executor
+from .groups import grain_topology
+from .torchforce import CGAACore, CGAAEnergy, CGAAEnergyAndForces, compiled_core, core_kind, plain_executor
 
 #: Å per nm and kJ/mol per eV (per particle: eV times Avogadro's number).
 ANGSTROM_PER_NM = (1.0 * unit.nanometer).value_in_unit(unit.angstrom)
@@ -62,7 +63,7 @@ class CGAAPotential:
     def __init__(self, model: CGAAModel, metadata: Dict):
         self.model = model
         self.metadata = metadata
-        self._cores: Dict[torch.dtype, torch.jit.ScriptModule] = {}
+        self._cores: Dict[tuple, torch.jit.ScriptModule] = {}
 
     @classmethod
     def load(cls, path_or_name: str) -> "CGAAPotential":
@@ -148,7 +149,7 @@ class CGAAPotential:
         float64 in every case.
         """
         return self._module(topology, grains, periodic, allowUnknownGrains, atoms, outputsForces, precision,
-                            lambda dtype: model_in(self.model, dtype))
+                            lambda dtype, kind: model_in(self.model, dtype))
 
     def _module(self, topology, grains: GrainSpec, periodic: Optional[bool], allowUnknownGrains: bool,
                 atoms: Optional[Iterable[int]], outputsForces: bool, precision: str, core) -> CGAAEnergy:
@@ -164,19 +165,23 @@ class CGAAPotential:
             cell = torch.tensor(np.array(box.value_in_unit(unit.angstrom)), dtype=torch.float64)
             check_box(cell, self.model.grain_cutoff)
         species, grain, names, selected = self._grains(topology, grains, allowUnknownGrains, atoms)
-        kind = CGAAEnergyAndForces if outputsForces else CGAAEnergy
-        single, double = ((core(PRECISIONS[precision]), None) if precision != "auto"
-                          else (core(torch.float32), core(torch.float64)))
-        return kind(single, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV,
-                    None if atoms is None else selected, grain_names=names, double=double)
+        selected = None if atoms is None else selected
+        kind = core_kind(grain_topology(species, grain, periodic, atoms=selected))
+        module = CGAAEnergyAndForces if outputsForces else CGAAEnergy
+        single, double = ((core(PRECISIONS[precision], kind), None) if precision != "auto"
+                          else (core(torch.float32, kind), core(torch.float64, kind)))
+        return module(single, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, selected,
+                      grain_names=names, double=double)
 
-    def compiledCore(self, dtype: torch.dtype) -> torch.jit.ScriptModule:
-        """The model compiled for forces in ``dtype`` (:func:`~cgaa_openmm.torchforce.compiled_core`):
-        made on first use, then kept and shared by every force this potential makes."""
-        if dtype not in self._cores:
-            self._cores[dtype] = compiled_core(CGAACore(model_in(self.model, dtype), ANGSTROM_PER_NM,
-                                                        KJ_PER_MOL_PER_EV))
-        return self._cores[dtype]
+    def compiledCore(self, dtype: torch.dtype, kind: Dict[str, bool]) -> torch.jit.ScriptModule:
+        """The model compiled for forces in ``dtype`` on systems of ``kind``
+        (:func:`~cgaa_openmm.torchforce.core_kind`; :func:`~cgaa_openmm.torchforce.compiled_core`):
+        made on first use, then kept and shared by every force this potential makes for such systems."""
+        key = (dtype,) + tuple(sorted(kind.items()))
+        if key not in self._cores:
+            self._cores[key] = compiled_core(CGAACore(model_in(self.model, dtype), ANGSTROM_PER_NM,
+                                                      KJ_PER_MOL_PER_EV, **kind))
+        return self._cores[key]
 
     def createForce(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,
                     allowUnknownGrains: bool = False, atoms: Optional[Iterable[int]] = None,

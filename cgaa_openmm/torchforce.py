@@ -13,7 +13,7 @@ Both hold the system (its :class:`~cgaa_openmm.groups.GrainTopology`) as buffers
 :class:`CGAACore`, which holds the model and nothing of the system: the core is compiled once per
 model and precision and shared by every force made from it.
 """
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -33,6 +33,9 @@ class CGAACore(torch.nn.Module):
         model: a trained :class:`CGAAModel`.
         length_scale: Å per input length unit (10 for nm).
         energy_scale: output energy unit per eV (96.485... for kJ/mol).
+        periodic, select, single_group: the kind of system it runs (:func:`core_kind`): with box
+            vectors or not, a region of the positions or all of them, one group of grains or
+            several. Constants, so that compiling folds away the branches of the other kinds.
 
     Every evaluation checks its configuration and raises, rather than return a wrong energy,
     when a coordinate is NaN, the box is too small (:func:`~cgaa_openmm.neighbors.check_box`),
@@ -41,8 +44,10 @@ class CGAACore(torch.nn.Module):
     could not be made whole across the periodic boundary.
     """
 
-    def __init__(self, model: CGAAModel, length_scale: float = 1.0, energy_scale: float = 1.0):
+    def __init__(self, model: CGAAModel, length_scale: float = 1.0, energy_scale: float = 1.0,
+                 periodic: bool = False, select: bool = False, single_group: bool = True):
         super().__init__()
+        self.periodic, self.select, self.single_group = bool(periodic), bool(select), bool(single_group)
         self.grains = GrainGroups(model)
         self.length_scale = float(length_scale)
         self.energy_scale = float(energy_scale)
@@ -53,27 +58,27 @@ class CGAACore(torch.nn.Module):
                 topology: GrainTopology) -> Tuple[torch.Tensor, GrainGraph]:
         """Checked positions in Å (n, 3, the model's dtype) and their graph
         (:func:`~cgaa_openmm.graph.build_graph`, the builder training uses too)."""
-        if topology.select:
+        if self.select:
             positions = positions.index_select(0, topology.atoms)
         r = positions.to(self.grains.model.atomic_energies.dtype) * self.length_scale
         if bool(torch.isnan(r).any()):
             raise ValueError("CGAA: a coordinate is NaN (atom "
                              + str(int(topology.atoms[torch.isnan(r).any(1).nonzero()[0, 0]])) + ")")
-        if topology.periodic:
+        if self.periodic:
             if boxvectors is None:
                 raise ValueError("CGAA: this periodic model needs box vectors")
             cell = boxvectors.to(r.dtype) * self.length_scale
             check_box(cell, self.cutoff)
         else:
             cell = torch.zeros(3, 3, dtype=r.dtype, device=r.device)
-        graph = self.grains.graph(r, cell, topology)
+        graph = self.grains.graph(r, cell, topology, self.periodic)
         self.check_grains(r, graph.unwrap_shift, cell, topology)
         return r, graph
 
     def check_grains(self, r: torch.Tensor, shift: torch.Tensor, cell: torch.Tensor, topology: GrainTopology) -> None:
         """Raise, naming the grain, if :func:`~cgaa_openmm.graph.grain_faults` finds a fault."""
         radius, broken = grain_faults(r, shift, topology.grain, topology.n_grains, topology.intra_src,
-                                      topology.intra_dst, cell, topology.periodic)
+                                      topology.intra_dst, cell, self.periodic)
         far = (radius > self.max_radius).nonzero()
         if far.shape[0] > 0:
             atom = int(far[0, 0])
@@ -106,9 +111,9 @@ class CGAACore(torch.nn.Module):
         -dE/dpositions, as from differentiating :meth:`energy`, with the grain embedding done
         group by group (:meth:`~cgaa_openmm.groups.GrainGroups.energy_and_gradient`)."""
         r, graph = self.prepare(positions.detach(), boxvectors, topology)
-        energy, gradient = self.grains.energy_and_gradient(r, graph, topology)
+        energy, gradient = self.grains.energy_and_gradient(r, graph, topology, self.single_group)
         forces = -gradient * (self.energy_scale * self.length_scale)
-        if topology.select:
+        if self.select:
             forces = torch.zeros(positions.shape, dtype=forces.dtype, device=forces.device).index_add(
                 0, topology.atoms, forces)
         return energy * self.energy_scale, forces.to(positions.dtype)
@@ -141,9 +146,10 @@ class CGAAEnergy(torch.nn.Module):
                  length_scale: float = 1.0, energy_scale: float = 1.0, atoms: Optional[torch.Tensor] = None,
                  group_atoms: int = 1024, grain_names: Optional[List[str]] = None, double=None):
         super().__init__()
-        self.core = _core(model, length_scale, energy_scale)
-        self.core64 = self.core if double is None else _core(double, length_scale, energy_scale)
         topology = grain_topology(species, grain, periodic, group_atoms, atoms, grain_names)
+        kind = core_kind(topology)
+        self.core = _core(model, length_scale, energy_scale, kind)
+        self.core64 = self.core if double is None else _core(double, length_scale, energy_scale, kind)
         for name in TOPOLOGY_TENSORS:
             self.register_buffer(name, getattr(topology, name))
         self.n_grains, self.n_groups = topology.n_grains, topology.n_groups
@@ -171,9 +177,15 @@ class CGAAEnergy(torch.nn.Module):
         return self.core(positions, boxvectors, self.topology())
 
 
-def _core(model, length_scale: float, energy_scale: float) -> torch.nn.Module:
-    """A :class:`CGAACore` of ``model``, or ``model`` itself if it is a core (eager or compiled)."""
-    return CGAACore(model, length_scale, energy_scale) if isinstance(model, CGAAModel) else model
+def core_kind(topology: GrainTopology) -> Dict[str, bool]:
+    """The :class:`CGAACore` arguments that a system needs: ``periodic``, ``select``, ``single_group``."""
+    return dict(periodic=topology.periodic, select=topology.select, single_group=topology.n_groups == 1)
+
+
+def _core(model, length_scale: float, energy_scale: float, kind: Dict[str, bool]) -> torch.nn.Module:
+    """A :class:`CGAACore` of ``model`` for systems of ``kind``, or ``model`` itself if it is a
+    core already (eager or compiled, made for that kind)."""
+    return CGAACore(model, length_scale, energy_scale, **kind) if isinstance(model, CGAAModel) else model
 
 
 #: The tensors of a :class:`~cgaa_openmm.groups.GrainTopology`, buffers of :class:`CGAAEnergy`.

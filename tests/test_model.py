@@ -134,7 +134,7 @@ def test_grouped_forces_equal_autograd(clusters, model, cell, group_atoms):
     grouped = make_module(atoms, model, periodic=cell is not None, forces=True, group_atoms=group_atoms)
     assert grouped.n_groups == {1: 5, 40: 2}[group_atoms]  # 5 molecules of 10-16 atoms
     box = None if cell is None else torch.tensor(cell)
-    core = compiled_core(CGAACore(model))
+    core = compiled_core(CGAACore(model, periodic=cell is not None, single_group=False))
     compiled = torch.jit.script(make_module(atoms, core, periodic=cell is not None, forces=True,
                                             group_atoms=group_atoms))
     for candidate in (grouped, compiled):
