@@ -23,7 +23,6 @@ with its peak RSS. Results are merged into ``--output`` (default
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -115,12 +114,16 @@ def readme_command(root: str) -> dict:
     command = [sys.executable, "-m", "cgaa_openmm.cli", "simulate", "example_systems/ecemc.pdb", "--model",
                "carbonates-xtb-fast", "--threads", "1", "--steps", "200", "--report", "20", "--output",
                os.path.join(root, "startup-readme-md"), "--overwrite"]
-    t0 = time.perf_counter()
-    subprocess.run(command, cwd=root, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=root,
-                                                                                 **WORKER_ENV))
-    wall = time.perf_counter() - t0
-    return dict(wall_s=wall, peak_rss_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-                command=" ".join(command[2:]))
+    # A fresh wrapper process, so that the peak RSS of its children is this command's alone.
+    wrapper = ("import json, resource, subprocess, sys, time\n"
+               "t0 = time.perf_counter()\n"
+               "subprocess.run(sys.argv[1:], check=True, capture_output=True)\n"
+               "print(json.dumps([time.perf_counter() - t0, "
+               "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]))\n")
+    out = subprocess.run([sys.executable, "-c", wrapper] + command, cwd=root, check=True, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=root, **WORKER_ENV))
+    wall, peak = json.loads(out.stdout.strip().splitlines()[-1])
+    return dict(wall_s=wall, peak_rss_mb=peak, command=" ".join(command[2:]))
 
 
 def main(argv=None) -> dict:
@@ -131,6 +134,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--precisions", nargs="+", default=["single", "auto"])
     parser.add_argument("--clusters", type=int, default=20)
     parser.add_argument("--no-readme", action="store_true", help="skip README command 1")
+    parser.add_argument("--readme-only", action="store_true", help="only README command 1 (into --label's run)")
     parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results", "startup.json"))
     parser.add_argument("--worker", nargs=3, metavar=("MODEL", "PRECISION", "CLUSTERS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -140,7 +144,13 @@ def main(argv=None) -> dict:
     root = os.path.abspath(args.root)
     run = dict(root=root, commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
                                                 capture_output=True).stdout.strip(), models={})
-    for model in args.models:
+    previous = {}
+    if os.path.exists(args.output):
+        with open(args.output) as file:
+            previous = json.load(file).get("runs", {}).get(args.label, {})
+    if args.readme_only:
+        run["models"] = previous.get("models", {})
+    for model in [] if args.readme_only else args.models:
         for precision in args.precisions:
             out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", model, precision,
                                   str(args.clusters)], check=True, capture_output=True, text=True,
