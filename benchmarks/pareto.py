@@ -142,11 +142,13 @@ def cgaa_worker(path: str, atoms: int, atom_grains: bool, quick: bool) -> dict:
     context.setPositions(xyz)
     positions = torch.tensor(xyz, dtype=torch.float32)
     box = torch.tensor(np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)), dtype=torch.float32)
-    # Graph alone: the scripted module's prepare (checks, unwrapping, neighbour search, graph),
-    # compiled on its own (freezing inlines it into forward).
+    # Graph alone: the core's prepare (checks, unwrapping, neighbour search, graph), scripted on
+    # its own (freezing inlines it into forward), on the module's topology.
     from e3nn.util.jit import script
-    prepare = script(potential.createModule(topology, grains=grains, precision="single").eval()).prepare
-    return timings(lambda: context.getState(getEnergy=True, getForces=True), lambda: prepare(positions, box),
+    module = potential.createModule(topology, grains=grains, precision="single").eval()
+    prepare, system_topology = script(module.core).prepare, module.topology()
+    return timings(lambda: context.getState(getEnergy=True, getForces=True),
+                   lambda: prepare(positions, box, system_topology),
                    quick, atoms=atoms, energy_kj_mol=context.getState(getEnergy=True).getPotentialEnergy()
                    .value_in_unit(unit.kilojoule_per_mole),
                    parameters=sum(p.numel() for p in potential.model.parameters()))
