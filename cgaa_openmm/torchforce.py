@@ -210,18 +210,51 @@ def plain_executor() -> None:
 
 
 def compiled_core(core: CGAACore) -> torch.jit.ScriptModule:
-    """``core`` compiled to TorchScript (``e3nn.util.jit.script``) and frozen
-    (``torch.jit.freeze``: parameters become constants and every method call is inlined into
-    ``forward``). This is the costly step of making a force (seconds, and memory TorchScript
-    never frees), done once per loaded model and precision
+    """``core`` compiled to TorchScript (``e3nn.util.jit.script``) and frozen: every method call
+    is inlined into ``forward``. This is the costly step of making a force (seconds, and memory
+    TorchScript never frees), done once per loaded model and precision
     (:meth:`~cgaa_openmm.CGAAPotential.createForce`). The freezing runs with the optimising
     executor on: with it off (:func:`plain_executor`) calls are not inlined, and the clone
-    ``TorchForce`` makes would miss methods."""
+    ``TorchForce`` makes would miss methods.
+
+    The weights stay attributes rather than becoming constants of the code (buffers are made
+    parameters, without gradient, and freezing preserves parameters), so that the module moves
+    with ``.to(device)``: openmm-torch loads a module on the CPU and moves it to the GPU of a
+    CUDA or OpenCL context, and a frozen constant would stay behind (:func:`tensor_constants`).
+    ``core`` is left as it was."""
     from e3nn.util.jit import script
+    buffers = [(module, name, buffer, name not in module._non_persistent_buffers_set)
+               for module in core.modules()
+               if not isinstance(module, torch.jit.ScriptModule)   # e3nn's compiled parts: unused masks
+               for name, buffer in module._buffers.items() if buffer is not None]
+    try:
+        for module, name, buffer, _ in buffers:
+            del module._buffers[name]
+            module.register_parameter(name, torch.nn.Parameter(buffer, requires_grad=False))
+        scripted = script(core.eval())
+    finally:
+        for module, name, buffer, persistent in buffers:
+            del module._parameters[name]
+            module.register_buffer(name, buffer, persistent=persistent)
     with torch.jit.optimized_execution(True):
-        frozen = torch.jit.freeze(script(core.eval()))
-    # freeze's own wrapper cannot be a submodule of a module scripted later; this one can.
-    return torch.jit._recursive.wrap_cpp_module(frozen._c)
+        frozen = torch._C._freeze_module(scripted._c, [], True, True)
+    # a plain wrapper, which (unlike freeze's own) can be a submodule of a module scripted later.
+    return torch.jit._recursive.wrap_cpp_module(frozen)
+
+
+def tensor_constants(module: torch.jit.ScriptModule) -> List[Tuple[int, ...]]:
+    """Shapes of the tensors held as constants of the code of ``module``'s and its submodules'
+    ``forward``, which ``module.to(device)`` does not move (scalars excepted: they combine with
+    tensors on any device)."""
+    shapes = []
+    for sub in module.modules():
+        if not sub._c._has_method("forward"):
+            continue
+        for node in sub.forward.graph.findAllNodes("prim::Constant"):
+            value = node.output().toIValue() if node.output().type().kind() == "TensorType" else None
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                shapes.append(tuple(value.shape))
+    return shapes
 
 
 class CGAAEnergyAndForces(CGAAEnergy):

@@ -1,5 +1,6 @@
 """Making forces is cheap: the model is compiled once per potential and precision, shared by every
 force; a force made after others equals one made first; a serialized System runs in a fresh process."""
+import io
 import os
 import subprocess
 import sys
@@ -97,3 +98,24 @@ def test_making_and_dropping_forces_keeps_no_memory(clusters):
         system = system_of(potential, clusters[k % len(clusters)], "single")
         del system
     assert rss_mb() - before < 8 * 30
+
+
+def test_the_force_module_moves_to_any_device(clusters):
+    """openmm-torch loads the module on the CPU and moves it with ``.to(device)`` to the GPU of a
+    CUDA or OpenCL context: no weight may be a constant of the compiled code (freezing makes
+    constants of what it does not preserve, and those stay on the CPU). The module a TorchForce
+    holds, with both precisions, has none."""
+    from cgaa_openmm.torchforce import tensor_constants
+    potential = CGAAPotential.load("carbonates-xtb-fast")
+    force = potential.createForce(topology_from_atoms(clusters[0]), precision="auto")
+    module = torch.jit.load(io.BytesIO(force.getModule().save_to_buffer()))   # as openmm-torch loads it
+    assert len(list(module.parameters())) > 20
+    assert tensor_constants(module) == []
+    # ``.to`` reaches every tensor (shown with a dtype: Python's ``.to`` of a loaded ScriptModule
+    # cannot change devices on a machine without GPU, C++'s does).
+    module.to(torch.float16)
+    assert {t.dtype for t in list(module.parameters()) + list(module.buffers())
+            if t.is_floating_point()} == {torch.float16}
+    # The guard itself finds the constants a plain freeze leaves.
+    frozen = torch.jit.freeze(torch.jit.script(torch.nn.Linear(3, 2).eval()))
+    assert sorted(tensor_constants(frozen)) == [(2,), (2, 3)]
