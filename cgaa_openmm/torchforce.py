@@ -220,7 +220,7 @@ def compiled_core(core: CGAACore) -> torch.jit.ScriptModule:
     The weights stay attributes rather than becoming constants of the code (buffers are made
     parameters, without gradient, and freezing preserves parameters), so that the module moves
     with ``.to(device)``: openmm-torch loads a module on the CPU and moves it to the GPU of a
-    CUDA or OpenCL context, and a frozen constant would stay behind (:func:`tensor_constants`).
+    CUDA context, and a frozen constant would stay behind (:func:`tensor_constants`).
     ``core`` is left as it was."""
     from e3nn.util.jit import script
     buffers = [(module, name, buffer, name not in module._non_persistent_buffers_set)

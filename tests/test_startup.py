@@ -102,7 +102,7 @@ def test_making_and_dropping_forces_keeps_no_memory(clusters):
 
 def test_the_force_module_moves_to_any_device(clusters):
     """openmm-torch loads the module on the CPU and moves it with ``.to(device)`` to the GPU of a
-    CUDA or OpenCL context: no weight may be a constant of the compiled code (freezing makes
+    CUDA context: no weight may be a constant of the compiled code (freezing makes
     constants of what it does not preserve, and those stay on the CPU). The module a TorchForce
     holds, with both precisions, has none."""
     from cgaa_openmm.torchforce import tensor_constants
