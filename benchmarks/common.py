@@ -6,6 +6,7 @@ Standard library and numpy at import time only: the MACE worker imports this mod
 MACE's own virtual environment, where ``cgaa_openmm`` does not import (e3nn 0.4.4 there).
 """
 import importlib.util
+import json
 import os
 import platform
 import statistics
@@ -258,6 +259,21 @@ def pressure(energy, volume, scales, low: float = 0.99, high: float = 1.01):
         return None
     a, b = scales.index(low), scales.index(high)
     return -(energy[:, b] - energy[:, a]) / (volume[:, b] - volume[:, a]) * BAR_PER_EV_PER_A3
+
+
+def saved_run(path: str, settings: dict, keys) -> dict:
+    """The run saved in the JSON file ``path`` (None if there is none); exits, naming every
+    difference, if it was made with other values of ``keys`` than ``settings`` has."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as file:
+        saved = json.load(file)
+    changed = [f"{key} {saved['settings'].get(key)!r} -> {settings[key]!r}" for key in keys
+               if saved["settings"].get(key) != settings[key]]
+    if changed:
+        raise SystemExit(f"{path} holds a run with other settings ({'; '.join(changed)}): choose another "
+                         f"folder, or delete it to start again")
+    return saved
 
 
 def save_results(output: str, stem: str, results: dict, fig=None) -> None:

@@ -34,7 +34,7 @@ import openmm
 from openmm import app, unit
 from scipy.spatial import cKDTree
 
-from common import ROOT, machine
+from common import ROOT, machine, saved_run
 
 from cgaa_openmm import CGAAPotential
 from cgaa_openmm.analysis import block_average, molecule_centres
@@ -107,14 +107,8 @@ class Run:
 
     def __init__(self, path: str, settings: dict):
         self.path = path
-        if os.path.exists(path):
-            with open(path) as file:
-                saved = json.load(file)
-            changed = [f"{key} {saved['settings'].get(key)!r} -> {settings[key]!r}" for key in RUN_KEYS
-                       if saved["settings"].get(key) != settings[key]]
-            if changed:
-                raise SystemExit(f"{path} holds a run with other settings ({'; '.join(changed)}): choose another "
-                                 f"--run-dir, or delete it to start again")
+        saved = saved_run(path, settings, RUN_KEYS)
+        if saved is not None:
             self.data = saved
         else:
             self.data = dict(settings=settings, state_xml=None, step=0, series=dict(

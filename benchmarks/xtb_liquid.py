@@ -33,7 +33,7 @@ from ase import Atoms, units
 from ase.data import atomic_masses
 from ase.io import read
 
-from common import AVOGADRO, BAR_PER_EV_PER_A3, machine
+from common import AVOGADRO, BAR_PER_EV_PER_A3, machine, saved_run
 from npt_density import write_atomic
 from xtb_reference import DATA, virial_pressures, whole_molecules
 from dispersion_tail import rigidly_scaled
@@ -118,13 +118,8 @@ def run(args) -> dict:
     element_masses = atoms.get_masses().copy()
     atoms.set_masses(hmr_masses(atoms, args.hydrogen_mass))
     rng = np.random.default_rng(args.seed)
-    if os.path.exists(path):
-        with open(path) as file:
-            data = json.load(file)
-        changed = [f"{k} {data['settings'].get(k)!r} -> {settings[k]!r}" for k in RUN_KEYS
-                   if data["settings"].get(k) != settings[k]]
-        if changed:
-            raise SystemExit(f"{path} holds a run with other settings ({'; '.join(changed)})")
+    data = saved_run(path, settings, RUN_KEYS)
+    if data is not None:
         atoms.set_positions(np.array(data["positions_A"]))
         atoms.set_momenta(np.array(data["momenta"]))
         rng.bit_generator.state = data["rng_state"]
