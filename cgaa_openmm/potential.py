@@ -12,11 +12,12 @@ import openmm
 import torch
 from openmm import app, unit
 
+from .corecache import cached_core, core_key
 from .grains import (GrainSpec, as_openmm_topology, atom_selection, grain_groups, grain_index, grain_name,
                      hill_formula, selected_grain_groups)
 from .masses import hydrogen_partners, repartition_hydrogen_mass
 from .mixed import mixed_system, region_atoms
-from .model import CGAAModel, model_in
+from .model import CGAAModel, model_in, unscripted_codegen
 from .modelfile import load_model, save_model
 from .neighbors import check_box
 from .groups import grain_topology
@@ -68,7 +69,8 @@ class CGAAPotential:
     @classmethod
     def load(cls, path_or_name: str) -> "CGAAPotential":
         """Load a model file, or a shipped model by name (see ``NAMED_MODELS``)."""
-        return cls(*load_model(resolve_model_path(path_or_name)))
+        with unscripted_codegen():
+            return cls(*load_model(resolve_model_path(path_or_name)))
 
     def save(self, path: str) -> None:
         """Write the model file."""
@@ -149,7 +151,7 @@ class CGAAPotential:
         float64 in every case.
         """
         return self._module(topology, grains, periodic, allowUnknownGrains, atoms, outputsForces, precision,
-                            lambda dtype, kind: model_in(self.model, dtype))
+                            lambda dtype, kind: self._model_in(dtype))
 
     def _module(self, topology, grains: GrainSpec, periodic: Optional[bool], allowUnknownGrains: bool,
                 atoms: Optional[Iterable[int]], outputsForces: bool, precision: str, core) -> CGAAEnergy:
@@ -173,14 +175,21 @@ class CGAAPotential:
         return module(single, species, grain, periodic, ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, selected,
                       grain_names=names, double=double)
 
+    def _model_in(self, dtype: torch.dtype) -> CGAAModel:
+        """The model with its weights in ``dtype`` (:func:`~cgaa_openmm.model.model_in`)."""
+        with unscripted_codegen():
+            return model_in(self.model, dtype)
+
     def compiledCore(self, dtype: torch.dtype, kind: Dict[str, bool]) -> torch.jit.ScriptModule:
         """The model compiled for forces in ``dtype`` on systems of ``kind``
         (:func:`~cgaa_openmm.torchforce.core_kind`; :func:`~cgaa_openmm.torchforce.compiled_core`):
-        made on first use, then kept and shared by every force this potential makes for such systems."""
+        made on first use (or loaded from the disk cache, :mod:`cgaa_openmm.corecache`), then kept
+        and shared by every force this potential makes for such systems."""
         key = (dtype,) + tuple(sorted(kind.items()))
         if key not in self._cores:
-            self._cores[key] = compiled_core(CGAACore(model_in(self.model, dtype), ANGSTROM_PER_NM,
-                                                      KJ_PER_MOL_PER_EV, **kind))
+            self._cores[key] = cached_core(
+                core_key(self.model, self.model.hyperparameters, dtype, kind),
+                lambda: compiled_core(CGAACore(self._model_in(dtype), ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, **kind)))
         return self._cores[key]
 
     def createForce(self, topology, grains: GrainSpec = "residue", periodic: Optional[bool] = None,

@@ -1,5 +1,6 @@
 """Shared fixtures: real carbonate configurations and small untrained models (float64)."""
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -8,6 +9,9 @@ from ase.io import read
 
 from cgaa_openmm.model import CGAAModel
 from cgaa_openmm.torchforce import CGAAEnergy, CGAAEnergyAndForces
+
+# Compiled cores (cgaa_openmm.corecache) go to a folder of this run, shared by its test processes.
+os.environ.setdefault("CGAA_OPENMM_CACHE", tempfile.mkdtemp(prefix="cgaa-openmm-cache-"))
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "carbonates")
 ELEMENTS = [1, 6, 8]

@@ -119,3 +119,49 @@ def test_the_force_module_moves_to_any_device(clusters):
     # The guard itself finds the constants a plain freeze leaves.
     frozen = torch.jit.freeze(torch.jit.script(torch.nn.Linear(3, 2).eval()))
     assert sorted(tensor_constants(frozen)) == [(2,), (2, 3)]
+
+
+def test_a_new_potential_loads_its_compiled_core_from_the_disk_cache(clusters, tmp_path, monkeypatch):
+    """A second potential of the same model (as in a new process) loads the compiled core that the
+    first one saved, without compiling, and its forces are the first one's to the bit; an unreadable
+    file is compiled again and replaced; other weights, kinds or source are other files; an empty
+    CGAA_OPENMM_CACHE turns the cache off."""
+    from cgaa_openmm import corecache, potential as potential_module
+    monkeypatch.setenv("CGAA_OPENMM_CACHE", str(tmp_path))
+    atoms = clusters[1]
+    first = reference_energy_forces(system_of(CGAAPotential.load("carbonates-xtb-fast"), atoms), atoms)
+    files = sorted(tmp_path.glob("core-*.pt"))
+    assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
+
+    def no_compiling(core):
+        raise AssertionError("compiled although the cache holds the core")
+    with monkeypatch.context() as patch:
+        patch.setattr(potential_module, "compiled_core", no_compiling)
+        again = reference_energy_forces(system_of(CGAAPotential.load("carbonates-xtb-fast"), atoms), atoms)
+    assert again[0] == first[0]
+    np.testing.assert_array_equal(again[1], first[1])
+
+    files[0].write_bytes(b"not a TorchScript archive")
+    repaired = reference_energy_forces(system_of(CGAAPotential.load("carbonates-xtb-fast"), atoms), atoms)
+    np.testing.assert_array_equal(repaired[1], first[1])
+    torch.jit.load(str(files[0]))                                    # replaced by a whole file
+
+    potential = CGAAPotential.load("carbonates-xtb-fast")
+    kind = dict(periodic=False, select=False, single_group=True)
+    key = corecache.core_key(potential.model, potential.model.hyperparameters, torch.float64, kind)
+    assert key == files[0].name[len("core-"):-len(".pt")]
+    assert corecache.core_key(potential.model, potential.model.hyperparameters, torch.float32, kind) != key
+    assert corecache.core_key(potential.model, potential.model.hyperparameters, torch.float64,
+                              dict(kind, periodic=True)) != key
+    with torch.no_grad():
+        next(potential.model.parameters()).add_(1e-3)
+    assert corecache.core_key(potential.model, potential.model.hyperparameters, torch.float64, kind) != key
+    monkeypatch.setattr(corecache, "source_hash", lambda: "edited")
+    assert corecache.core_key(CGAAPotential.load("carbonates-xtb-fast").model, potential.model.hyperparameters,
+                              torch.float64, kind) != key
+
+    monkeypatch.setenv("CGAA_OPENMM_CACHE", "")
+    off = tmp_path / "off"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(off))
+    system_of(CGAAPotential.load("carbonates-xtb-fast"), atoms)
+    assert corecache.cache_dir() is None and not off.exists()
