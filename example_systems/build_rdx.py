@@ -101,10 +101,10 @@ def check(molecules: np.ndarray, elements) -> dict:
                 closest_intermolecular_A=closest, bond_lengths_A=kinds)
 
 
-def supercell_topology(labels, elements, molecules: np.ndarray, repeats):
+def supercell_topology(labels, elements, molecules: np.ndarray, repeats, lengths=CELL):
     """An OpenMM topology (one residue RDX per molecule, bonds) and positions (Å) of the cell
-    repeated ``repeats`` times along a, b, c."""
-    lengths = np.array(CELL)
+    (edges ``lengths``, Å) repeated ``repeats`` times along a, b, c."""
+    lengths = np.array(lengths)
     reference = bonds(molecules[0], elements)
     topology = app.Topology()
     chain = topology.addChain()

@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 from openmm import app, unit
 
 from build_rdx import CELL, main  # example_systems/ is on pytest's pythonpath (setup.cfg)
@@ -27,3 +28,60 @@ def test_the_cell_has_eight_whole_molecules_at_the_papers_density(tmp_path):
     committed = app.PDBFile(os.path.join(ROOT, "example_systems", "rdx.pdb"))       # the committed file is this
     np.testing.assert_allclose(committed.positions.value_in_unit(unit.angstrom),
                                cell.positions.value_in_unit(unit.angstrom), atol=1e-3)
+
+
+def test_the_pbca_relaxation_gradient_is_the_finite_difference_of_its_energy():
+    """relax_rdx's variables (3 lengths, 21 x 3 fractions) make eight whole Pbca molecules, and the
+    gradient it builds from forces and stress (chain rule over the eight images; V σ / L per length)
+    is the central difference of the energy: with a smooth Lennard-Jones stand-in for GFN2-xTB."""
+    from ase.calculators.lj import LennardJones
+
+    from build_rdx import read_asymmetric_unit
+    from relax_rdx import PbcaCell
+    _, elements, fractional = read_asymmetric_unit()
+    cell = PbcaCell(elements, fractional)
+    lengths = np.array(CELL) * np.array([1.01, 0.99, 1.02])
+    rng = np.random.default_rng(1)
+    asymmetric = fractional + rng.normal(0, 0.002, fractional.shape)
+    atoms = cell.atoms(lengths, asymmetric)
+    molecules = atoms.positions.reshape(8, 21, 3)
+    first_bonds = np.linalg.norm(molecules[0][:, None] - molecules[0][None], axis=2)
+    for molecule in molecules:                       # whole images of the asymmetric unit
+        np.testing.assert_allclose(np.linalg.norm(molecule[:, None] - molecule[None], axis=2), first_bonds, atol=1e-9)
+    calculator = LennardJones(sigma=2.8, epsilon=0.005, rc=6.0, smooth=True)
+
+    def energy(lengths, asymmetric):
+        atoms = cell.atoms(lengths, asymmetric)
+        atoms.calc = calculator
+        return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
+
+    _, forces, stress = energy(lengths, asymmetric)
+    d_lengths, d_asymmetric = cell.gradient(lengths, forces, stress)
+    h = 1e-5
+    for axis in range(3):
+        step = np.eye(3)[axis] * h
+        numeric = (energy(lengths + step, asymmetric)[0] - energy(lengths - step, asymmetric)[0]) / (2 * h)
+        assert d_lengths[axis] == pytest.approx(numeric, rel=1e-5, abs=1e-8)
+    assert np.abs(d_lengths).max() > 1e-3
+    for atom, axis in [(0, 0), (5, 1), (20, 2)]:
+        step = np.zeros_like(asymmetric)
+        step[atom, axis] = h / lengths[axis]
+        numeric = (energy(lengths, asymmetric + step)[0] - energy(lengths, asymmetric - step)[0]) / (2 * h / lengths[axis])
+        assert d_asymmetric[atom, axis] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+
+
+def test_the_relaxation_script_lowers_the_energy_and_resumes(tmp_path):
+    """relax_rdx end to end with the stand-in: the energy falls, the JSON and the relaxed PDB are
+    written, and a second run continues from the best point instead of the paper's cell."""
+    from relax_rdx import main as relax
+    output = str(tmp_path / "relaxed.json")
+    first = relax(["--calculator", "lj", "--max-evaluations", "6", "--output", output])
+    assert first["history"][-1]["energy_eV"] < first["history"][0]["energy_eV"]
+    assert first["history"][0]["cell_A"] == list(CELL)
+    pdb = app.PDBFile(str(tmp_path / "relaxed.pdb"))
+    assert pdb.topology.getNumResidues() == 8 and pdb.topology.getNumAtoms() == 168
+    np.testing.assert_allclose(np.diag(pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom)),
+                               first["best"]["cell_A"], atol=1e-3)
+    second = relax(["--calculator", "lj", "--max-evaluations", "3", "--output", output])
+    assert len(second["history"]) > len(first["history"])
+    assert second["history"][len(first["history"])]["energy_eV"] == pytest.approx(first["best"]["energy_eV"])
