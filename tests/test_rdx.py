@@ -85,3 +85,27 @@ def test_the_relaxation_script_lowers_the_energy_and_resumes(tmp_path):
     second = relax(["--calculator", "lj", "--max-evaluations", "3", "--output", output])
     assert len(second["history"]) > len(first["history"])
     assert second["history"][len(first["history"])]["energy_eV"] == pytest.approx(first["best"]["energy_eV"])
+
+
+def test_strained_frames_keep_molecules_and_span_the_strain(tmp_path):
+    """rdx_frames: every frame is the cell under a symmetric strain within the bounds (its atoms
+    moved with it, plus the rattle), one molID per RDX molecule, and a unique label_id."""
+    from ase.io import read
+
+    from rdx_frames import main as frames
+    out = tmp_path / "frames.xyz"
+    frames(["--output", str(out), "--count", "12", "--rattle", "0.0", "--seed", "3"])
+    read_back = read(str(out), ":")
+    reference = app.PDBFile(os.path.join(ROOT, "example_systems", "rdx.pdb"))
+    xyz = reference.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+    strains = []
+    for atoms in read_back:
+        deformation = np.linalg.solve(np.diag(CELL), atoms.cell.array)
+        epsilon = deformation - np.eye(3)
+        np.testing.assert_allclose(epsilon, epsilon.T, atol=1e-9)
+        assert np.abs(np.diag(epsilon)).max() <= 0.03 and np.abs(epsilon - np.diag(np.diag(epsilon))).max() <= 0.02
+        np.testing.assert_allclose(atoms.positions, xyz @ deformation, atol=1e-5)
+        assert sorted(set(atoms.arrays["molID"])) == list(range(8))
+        strains.append(np.diag(epsilon))
+    assert np.ptp(np.array(strains), axis=0).min() > 0.02                     # the range is used
+    assert len({a.info["label_id"] for a in read_back}) == 12

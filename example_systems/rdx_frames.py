@@ -1,0 +1,83 @@
+"""First RDX training configurations: strained and rattled copies of the α-RDX cell, to label.
+
+    python example_systems/rdx_frames.py --cell example_systems/rdx-gfn2.pdb --count 60 \\
+        --output training/datasets/rdx/crystal-strained.xyz
+    cgaa-openmm label training/datasets/rdx/crystal-strained.xyz training/datasets/rdx/crystal-strained-gfn2.xyz
+
+The bootstrap of the RDX data (issue 31): before any model exists to run MD, configurations come
+from the crystal itself. Each frame deforms the cell by a random symmetric strain (diagonal
+uniform in ±``--strain``, off-diagonal in ±``--shear``), applied to the cell and, affinely, to
+every atom, then displaces every atom by a Gaussian of ``--rattle`` Å per component. So the
+frames span the stresses that an anisotropic barostat meets and forces of thermal size; the
+model's own MD (300 K, 450 K, melt) adds the rest in the following rounds.
+
+Writes an extended XYZ (positions Å, cell, pbc, per-atom ``molID`` from the PDB's residues, and
+``label_id``, ``config_type``, the strain in ``info``), for ``cgaa-openmm label``.
+"""
+import argparse
+import os
+
+import numpy as np
+from ase import Atoms
+from ase.io import write
+from openmm import app, unit
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_cell(path: str) -> Atoms:
+    """The PDB's atoms with their cell and a ``molID`` per atom (its residue)."""
+    pdb = app.PDBFile(path)
+    box = pdb.topology.getPeriodicBoxVectors()
+    if box is None:
+        raise SystemExit(f"{path} has no CRYST1 box")
+    atoms = Atoms([a.element.symbol for a in pdb.topology.atoms()],
+                  positions=pdb.getPositions(asNumpy=True).value_in_unit(unit.angstrom),
+                  cell=np.array(box.value_in_unit(unit.angstrom)), pbc=True)
+    atoms.arrays["molID"] = np.array([a.residue.index for a in pdb.topology.atoms()])
+    return atoms
+
+
+def strained_frames(atoms: Atoms, count: int, strain: float, shear: float, rattle: float, seed: int,
+                    prefix: str = "rdx-strained"):
+    """``count`` copies of ``atoms`` under random symmetric strains, rattled (see the module)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(count):
+        epsilon = np.diag(rng.uniform(-strain, strain, 3))
+        off = rng.uniform(-shear, shear, 3)
+        epsilon[0, 1] = epsilon[1, 0] = off[0]
+        epsilon[0, 2] = epsilon[2, 0] = off[1]
+        epsilon[1, 2] = epsilon[2, 1] = off[2]
+        deformation = np.eye(3) + epsilon
+        frame = atoms.copy()
+        frame.set_cell(atoms.cell.array @ deformation, scale_atoms=False)
+        frame.positions = atoms.positions @ deformation + rng.normal(0.0, rattle, atoms.positions.shape)
+        frame.info.update(label_id=f"{prefix}-{k:05d}", config_type="crystal-strained",
+                          strain=" ".join(f"{v:.5f}" for v in epsilon[np.triu_indices(3)]))
+        frames.append(frame)
+    return frames
+
+
+def main(argv=None) -> list:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", default=os.path.join(HERE, "rdx.pdb"),
+                        help="PDB of the cell (default: the experimental one; use rdx-gfn2.pdb once relaxed)")
+    parser.add_argument("--output", required=True, help="extended XYZ to write")
+    parser.add_argument("--count", type=int, default=60)
+    parser.add_argument("--strain", type=float, default=0.03, help="largest diagonal strain")
+    parser.add_argument("--shear", type=float, default=0.02, help="largest off-diagonal strain")
+    parser.add_argument("--rattle", type=float, default=0.05, help="Å, Gaussian displacement per component")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--prefix", default="rdx-strained", help="label_id prefix")
+    args = parser.parse_args(argv)
+    frames = strained_frames(read_cell(args.cell), args.count, args.strain, args.shear, args.rattle, args.seed,
+                             args.prefix)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    write(args.output, frames, format="extxyz")
+    print(f"wrote {len(frames)} frames of {len(frames[0])} atoms to {args.output}")
+    return frames
+
+
+if __name__ == "__main__":
+    main()
