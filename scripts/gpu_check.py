@@ -163,11 +163,17 @@ def force_module(potential, species, grain, dtype: torch.dtype, device: torch.de
     kind = core_kind(grain_topology(species, grain, True))
     module = CGAAEnergyAndForces(potential.compiledCore(dtype, kind), species, grain, True, ANGSTROM_PER_NM,
                                  KJ_PER_MOL_PER_EV)
-    loaded = torch.jit.load(io.BytesIO(torch.jit.script(module).save_to_buffer()), map_location="cpu")
+    saved = torch.jit.script(module).save_to_buffer()
+    loaded = torch.jit.load(io.BytesIO(saved), map_location="cpu")
     if tensor_constants(loaded):
         raise RuntimeError(f"the compiled module holds tensors as constants {tensor_constants(loaded)[:3]}..., "
                            f"which .to(device) would leave on the CPU")
-    return loaded.to(device)
+    try:
+        return loaded.to(device)
+    except AssertionError:
+        # Python's .to of a loaded ScriptModule can refuse where C++'s Module::to (openmm-torch's)
+        # does not; with no tensor constants, loading onto the device gives the same module.
+        return torch.jit.load(io.BytesIO(saved), map_location=device)
 
 
 def check_frames(potential, bundle: str, device: torch.device) -> dict:
