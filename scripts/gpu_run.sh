@@ -17,8 +17,10 @@ nvidia-smi 2>&1 | head -15 > "$OUT/nvidia-smi.txt"
 # openmm-torch 1.5 is built against torch 2.9; import openmm loads its plugins into this torch. If
 # that kills the interpreter (not just a recorded load failure), run without them: the check then
 # records that openmm-torch is missing.
-if ! PYTHONPATH="/tmp/cgaa-site:$PWD" python3 -c "import torch, openmm, cgaa_openmm" > "$OUT/probe.txt" 2>&1; then
-  echo "import with the openmm-torch plugins failed (exit $?): removed them" >> "$OUT/probe.txt"
+PYTHONPATH="/tmp/cgaa-site:$PWD" python3 -c "import torch, openmm, cgaa_openmm" > "$OUT/probe.txt" 2>&1
+probe=$?
+if [ "$probe" -ne 0 ]; then
+  echo "import with the openmm-torch plugins failed (exit $probe): removed them" >> "$OUT/probe.txt"
   rm -rf /tmp/cgaa-site/OpenMM.libs/lib/libOpenMMTorch.so /tmp/cgaa-site/OpenMM.libs/lib/plugins/libOpenMMTorch* \
     /tmp/cgaa-site/_openmmtorch* /tmp/cgaa-site/openmmtorch.py
 fi
