@@ -19,7 +19,8 @@ What it does, in order, each part recorded in the JSON (``--output``) and printe
    rattled copy (``--prepare`` writes both from ``../shared/data/carbonates``);
 3. energy + forces timed (median of ``--repeats`` calls after ``--warmup``, synchronised) on the
    bundled 800-atom EC/EMC box tiled to 800, 9,600, 100,000 and 1,040,000 atoms: ms per call,
-   ns/day at 1 fs and at the HMR timestep (2 fs), peak device memory;
+   ns/day at 1 fs and at the HMR timestep (2 fs), peak device memory; the largest sizes again
+   with groups of ``--large-groups`` atoms embedded at once (fewer, larger kernels on a GPU);
 4. MACE tutorial size and medium (``scripts/gpu_mace.py``, in its own interpreter: mace-torch
    0.3.16 needs e3nn 0.4.4), timed the same way on the same boxes;
 5. OpenMM: 1,000 NPT steps (2 fs, H 3 Da, Langevin, Monte Carlo barostat) of the 9,600-atom box
@@ -153,16 +154,17 @@ class Box:
         return species, grain, positions, self.box * np.array(tiles)[:, None]
 
 
-def force_module(potential, species, grain, dtype: torch.dtype, device: torch.device):
+def force_module(potential, species, grain, dtype: torch.dtype, device: torch.device, group_atoms: int = 1024):
     """The module a ``TorchForce`` of ``potential`` runs for these atoms (periodic, precision
     ``dtype``): scripted as ``createForce`` scripts it, serialised, loaded on the CPU and moved
-    to ``device`` with ``.to`` (openmm-torch's CUDA kernel does the same in C++)."""
+    to ``device`` with ``.to`` (openmm-torch's CUDA kernel does the same in C++). ``group_atoms``:
+    the most atoms whose grains are embedded at once (``createForce``'s is 1024)."""
     from cgaa_openmm.potential import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
     from cgaa_openmm.torchforce import CGAAEnergyAndForces, core_kind, tensor_constants
     from cgaa_openmm.groups import grain_topology
-    kind = core_kind(grain_topology(species, grain, True))
+    kind = core_kind(grain_topology(species, grain, True, group_atoms))
     module = CGAAEnergyAndForces(potential.compiledCore(dtype, kind), species, grain, True, ANGSTROM_PER_NM,
-                                 KJ_PER_MOL_PER_EV)
+                                 KJ_PER_MOL_PER_EV, group_atoms=group_atoms)
     saved = torch.jit.script(module).save_to_buffer()
     loaded = torch.jit.load(io.BytesIO(saved), map_location="cpu")
     if tensor_constants(loaded):
@@ -200,10 +202,10 @@ def check_frames(potential, bundle: str, device: torch.device) -> dict:
     return results
 
 
-def time_module(potential, species, grain, positions, cell, device, args) -> dict:
+def time_module(potential, species, grain, positions, cell, device, args, group_atoms: int = 1024) -> dict:
     """Timing of the float32 force module of ``potential`` on one box (positions and cell in nm)."""
     start = time.perf_counter()
-    module = force_module(potential, species, grain, torch.float32, device)
+    module = force_module(potential, species, grain, torch.float32, device, group_atoms)
     setup = time.perf_counter() - start
     x = torch.tensor(positions, dtype=torch.float32, device=device)
     b = torch.tensor(cell, dtype=torch.float32, device=device)
@@ -216,7 +218,7 @@ def time_module(potential, species, grain, positions, cell, device, args) -> dic
     return row
 
 
-def time_cgaa(potential, box: Box, sizes, device, args, deadline: float) -> dict:
+def time_cgaa(potential, box: Box, sizes, device, args, deadline: float, group_atoms: int = 1024) -> dict:
     """Timings of the float32 force module on the tiled boxes, smallest first."""
     rows, last = {}, None
     for atoms in sizes:
@@ -226,7 +228,7 @@ def time_cgaa(potential, box: Box, sizes, device, args, deadline: float) -> dict
                 rows[atoms] = dict(status=f"skipped: about {predicted:.0f} s predicted, past the budget")
                 continue
         try:
-            rows[atoms] = last = time_module(potential, *box.tiled(TILINGS[atoms]), device, args)
+            rows[atoms] = last = time_module(potential, *box.tiled(TILINGS[atoms]), device, args, group_atoms)
         except Exception as error:  # recorded: an out-of-memory ends the larger sizes
             rows[atoms] = dict(status="out of memory" if out_of_memory(error) else f"failed: {error!r}"[:2000])
             if device.type == "cuda":
@@ -369,6 +371,8 @@ def main(argv=None) -> int:
                         help="folder holding mace-torch 0.3.16 and e3nn 0.4.4 (PYTHONPATH of the MACE worker)")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per size")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before them")
+    parser.add_argument("--large-groups", type=int, default=32768,
+                        help="also time the largest sizes with groups of this many atoms (0: not)")
     parser.add_argument("--budget-s", type=float, default=420.0, help="seconds for the whole run")
     parser.add_argument("--bundle", default=BUNDLE, help="folder of the frames (--prepare writes it)")
     parser.add_argument("--prepare", action="store_true", help="write the bundle's frames and stop")
@@ -399,15 +403,22 @@ def main(argv=None) -> int:
         with open(args.output, "w") as out:
             json.dump(results, out, indent=1)
 
-    potentials = {}
+    potentials, boxes = {}, {}
     for name in args.models:
         potentials[name] = potential = CGAAPotential.load(name)
-        box = Box(potential)
+        boxes[name] = box = Box(potential)
         try:
             results["checks"][name] = check_frames(potential, args.bundle, device)
         except Exception as error:
             results["checks"][name] = dict(status=f"failed: {error!r}"[:2000], traceback=traceback.format_exc()[-3000:])
         results["timings"][name] = time_cgaa(potential, box, sizes, device, args, deadline - 90 * len(args.mace))
+        save()
+    # The grain embedding runs group by group of grains; on a GPU, large groups mean fewer kernel
+    # launches. The largest sizes again, with groups of --large-groups atoms.
+    for name in args.models if args.large_groups else []:
+        large = [atoms for atoms in sizes if atoms >= 100000] or sizes[-1:]
+        results["timings"][f"{name} (groups of {args.large_groups} atoms)"] = time_cgaa(
+            potentials[name], boxes[name], large, device, args, deadline - 90 * len(args.mace), args.large_groups)
         save()
     with tempfile.TemporaryDirectory() as work:
         for size in args.mace:
