@@ -88,24 +88,32 @@ def test_the_relaxation_script_lowers_the_energy_and_resumes(tmp_path):
 
 
 def test_strained_frames_keep_molecules_and_span_the_strain(tmp_path):
-    """rdx_frames: every frame is the cell under a symmetric strain within the bounds (its atoms
-    moved with it, plus the rattle), one molID per RDX molecule, and a unique label_id."""
+    """rdx_frames: every frame is the cell under a symmetric strain within the bounds, its molecules
+    moved with it as rigid bodies (or, with --affine, strained with it), one molID per RDX molecule,
+    and a unique label_id."""
     from ase.io import read
 
     from rdx_frames import main as frames
     out = tmp_path / "frames.xyz"
     frames(["--output", str(out), "--count", "12", "--rattle", "0.0", "--seed", "3"])
     read_back = read(str(out), ":")
+    frames(["--output", str(tmp_path / "affine.xyz"), "--count", "12", "--rattle", "0.0", "--seed", "3", "--affine"])
+    affine = read(str(tmp_path / "affine.xyz"), ":")
     reference = app.PDBFile(os.path.join(ROOT, "example_systems", "rdx.pdb"))
     xyz = reference.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
     strains = []
-    for atoms in read_back:
+    for atoms, strained in zip(read_back, affine):
         deformation = np.linalg.solve(np.diag(CELL), atoms.cell.array)
         epsilon = deformation - np.eye(3)
         np.testing.assert_allclose(epsilon, epsilon.T, atol=1e-9)
         assert np.abs(np.diag(epsilon)).max() <= 0.03 and np.abs(epsilon - np.diag(np.diag(epsilon))).max() <= 0.02
-        np.testing.assert_allclose(atoms.positions, xyz @ deformation, atol=1e-5)
-        assert sorted(set(atoms.arrays["molID"])) == list(range(8))
+        np.testing.assert_allclose(strained.positions, xyz @ deformation, atol=1e-5)
+        molecules = atoms.arrays["molID"]
+        assert sorted(set(molecules)) == list(range(8))
+        for m in range(8):                  # rigid molecules, their centres moved with the cell
+            mine, original = atoms.positions[molecules == m], xyz[molecules == m]
+            np.testing.assert_allclose(mine - mine.mean(0), original - original.mean(0), atol=1e-5)
+            np.testing.assert_allclose(mine.mean(0), original.mean(0) @ deformation, atol=1e-5)
         strains.append(np.diag(epsilon))
     assert np.ptp(np.array(strains), axis=0).min() > 0.02                     # the range is used
     assert len({a.info["label_id"] for a in read_back}) == 12
