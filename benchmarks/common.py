@@ -278,7 +278,6 @@ def saved_run(path: str, settings: dict, keys) -> dict:
 
 def save_results(output: str, stem: str, results: dict, fig=None) -> None:
     """Write ``OUTPUT/STEM.json`` and, with a figure, ``OUTPUT/STEM.png``."""
-    import json
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, f"{stem}.json"), "w") as handle:
         json.dump(results, handle, indent=1)

@@ -10,8 +10,9 @@ half a file.
 
 The folder is ``$CGAA_OPENMM_CACHE`` if set (an empty value turns the cache off), else
 ``$XDG_CACHE_HOME/cgaa-openmm`` (``~/.cache/cgaa-openmm``). Each file is the size of the model's
-weights plus its code (2-8 MB for the shipped models); delete the folder to clear it.
+weights plus its code (1-2 MB for the shipped models); delete the folder to clear it.
 """
+import functools
 import hashlib
 import json
 import os
@@ -32,8 +33,9 @@ def cache_dir() -> Optional[str]:
     return folder or None
 
 
+@functools.lru_cache(maxsize=1)
 def source_hash() -> str:
-    """sha256 of this package's Python source (the code that compiling a core traces)."""
+    """sha256 of this package's Python source (the code that compiling a core traces), read once."""
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(HERE):
         dirs.sort()
@@ -46,12 +48,12 @@ def source_hash() -> str:
     return digest.hexdigest()
 
 
-def core_key(model: torch.nn.Module, hyperparameters: dict, dtype: torch.dtype, kind: dict) -> str:
+def core_key(model: torch.nn.Module, dtype: torch.dtype, kind: dict) -> str:
     """The name of a compiled core's file: a hash of the model's weights and hyperparameters, the
     precision it is compiled in, the kind of system, torch, e3nn and this package's source. (The
     model as loaded names the cores of both precisions: making its float64 copy costs seconds.)"""
     digest = hashlib.sha256()
-    digest.update(json.dumps(dict(hyperparameters=hyperparameters, dtype=str(dtype), kind=kind,
+    digest.update(json.dumps(dict(hyperparameters=model.hyperparameters, dtype=str(dtype), kind=kind,
                                   torch=torch.__version__, e3nn=version("e3nn"), source=source_hash()),
                              sort_keys=True, default=str).encode())
     for name, tensor in model.state_dict().items():

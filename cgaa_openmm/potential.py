@@ -188,7 +188,7 @@ class CGAAPotential:
         key = (dtype,) + tuple(sorted(kind.items()))
         if key not in self._cores:
             self._cores[key] = cached_core(
-                core_key(self.model, self.model.hyperparameters, dtype, kind),
+                core_key(self.model, dtype, kind),
                 lambda: compiled_core(CGAACore(self._model_in(dtype), ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, **kind)))
         return self._cores[key]
 

@@ -148,17 +148,16 @@ def test_a_new_potential_loads_its_compiled_core_from_the_disk_cache(clusters, t
 
     potential = CGAAPotential.load("carbonates-xtb-fast")
     kind = dict(periodic=False, select=False, single_group=True)
-    key = corecache.core_key(potential.model, potential.model.hyperparameters, torch.float64, kind)
+    key = corecache.core_key(potential.model, torch.float64, kind)
     assert key == files[0].name[len("core-"):-len(".pt")]
-    assert corecache.core_key(potential.model, potential.model.hyperparameters, torch.float32, kind) != key
-    assert corecache.core_key(potential.model, potential.model.hyperparameters, torch.float64,
+    assert corecache.core_key(potential.model, torch.float32, kind) != key
+    assert corecache.core_key(potential.model, torch.float64,
                               dict(kind, periodic=True)) != key
     with torch.no_grad():
         next(potential.model.parameters()).add_(1e-3)
-    assert corecache.core_key(potential.model, potential.model.hyperparameters, torch.float64, kind) != key
+    assert corecache.core_key(potential.model, torch.float64, kind) != key
     monkeypatch.setattr(corecache, "source_hash", lambda: "edited")
-    assert corecache.core_key(CGAAPotential.load("carbonates-xtb-fast").model, potential.model.hyperparameters,
-                              torch.float64, kind) != key
+    assert corecache.core_key(CGAAPotential.load("carbonates-xtb-fast").model, torch.float64, kind) != key
 
     monkeypatch.setenv("CGAA_OPENMM_CACHE", "")
     off = tmp_path / "off"
