@@ -22,15 +22,22 @@ def perpendicular_widths(cell: torch.Tensor) -> torch.Tensor:
     return volume / areas
 
 
-def check_box(cell: torch.Tensor, cutoff: float) -> None:
-    """Raise if a face-to-face width of ``cell`` is shorter than 2 * ``cutoff``."""
+def check_box(cell: torch.Tensor, cutoff: float, multiple: float = 2.0) -> None:
+    """Raise if a face-to-face width of ``cell`` is shorter than ``multiple`` * ``cutoff``.
+
+    The neighbour search is exact down to widths of one cutoff (a pair may then meet through two
+    images, and does); a simulation box must be twice the cutoff (``multiple`` 2, the default),
+    the minimum-image rule of OpenMM's own forces. Training data may hold single cells between
+    the two (``multiple`` 1): the model is periodic, so they are the supercells' energies per cell.
+    """
     widths = perpendicular_widths(cell)
-    if bool((widths < 2.0 * cutoff).any()):
+    if bool((widths < multiple * cutoff).any()):
         raise ValueError(
             "periodic box too small: its face-to-face widths are "
             + str([float(w) for w in widths])
             + " Å but the model's cutoff of " + str(cutoff)
-            + " Å needs every width to be at least twice the cutoff"
+            + " Å needs every width to be at least " + ("twice" if multiple == 2.0 else str(multiple) + " times")
+            + " the cutoff"
         )
 
 
@@ -68,8 +75,9 @@ def neighbor_pairs(points: torch.Tensor, cell: torch.Tensor, periodic: bool,
 
     A cell list (:func:`cell_list_pairs`), O(N). Returns ``(i, j, shift)`` with ``shift`` (Å,
     shape (P, 3)) the lattice vector to add to ``points[j]``. For a non-periodic system ``cell``
-    is ignored and the shifts are zero. Periodic cells must be at least 2 * cutoff wide
-    (:func:`check_box`), which makes every pair unique.
+    is ignored and the shifts are zero. Periodic cells must be at least ``cutoff`` wide
+    (:func:`check_box` with ``multiple`` 1); below twice the cutoff the same two points can be a
+    pair through two different images, and are listed once for each.
     """
     return cell_list_pairs(points, cell, periodic, cutoff, None)
 

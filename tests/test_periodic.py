@@ -1,5 +1,7 @@
-"""Periodic boxes down to twice the cutoff: OpenMM, the training path and tiled copies agree;
+"""Periodic boxes down to twice the cutoff (training cells down to one): OpenMM, the training path and tiled copies agree;
 a grain the model cannot handle is an error, never a result; precision and finite differences."""
+import os
+
 import numpy as np
 import openmm
 import pytest
@@ -14,11 +16,13 @@ from cgaa_openmm.grains import topology_from_atoms
 from cgaa_openmm.graph import grain_faults, intra_pairs
 from cgaa_openmm.neighbors import neighbor_pairs
 from cgaa_openmm.potential import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
-from training.data import bonded_molecules
+from cgaa_openmm.model import CGAAModel
+from training.data import DataError, bonded_molecules
 from training.evaluate import predict_frame
 
 from conftest import data_file, make_model
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EV_PER_A = KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM   # kJ/mol/nm per eV/Å
 PLATFORMS = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
 
@@ -161,11 +165,49 @@ def test_random_boxes_openmm_equals_training_path_and_tiled_copies(factor, tricl
     assert_same((energy / 8, forces[:len(atoms)]), reference, energy_tol, force_tol)
 
 
+def rdx_cell(seed):
+    """The GFN2-relaxed α-RDX cell (example_systems/rdx-gfn2.pdb: 12.99 x 11.01 x 10.67 Å, 8
+    molecules), one ``molID`` per residue, every atom moved by up to 0.1 Å so that no symmetry helps."""
+    atoms = read(os.path.join(ROOT, "example_systems", "rdx-gfn2.pdb"))
+    atoms.arrays["molID"] = np.unique(atoms.arrays["residuenumbers"], return_inverse=True)[1]
+    atoms.positions += np.random.default_rng(seed).uniform(-0.1, 0.1, atoms.positions.shape)
+    return atoms
+
+
+@pytest.mark.parametrize("cutoff", [6.0, 9.0])
+def test_a_crystal_cell_narrower_than_two_cutoffs_is_its_supercell_per_cell(cutoff):
+    """Training data may hold single crystal cells between one and two cutoffs wide (α-RDX: 10.67 Å
+    for a 6 Å grain cutoff; 1.19x a 9 Å one), where a molecule meets two images of another. Through
+    the training path the cell's energy is its 2 x 2 x 2 supercell's over 8, the forces are the
+    supercell's, and an OpenMM Context of the supercell (float64) gives the same. The cell itself
+    is refused by OpenMM (a simulation box needs twice the cutoff), and a cell narrower than one
+    cutoff by the training path."""
+    torch.manual_seed(cutoff)
+    model = CGAAModel([1, 6, 7, 8], [-10.0, -48.0, -60.0, -100.0], channels=8, lmax=2, embed_layers=1,
+                      interactions=2, grain_cutoff=cutoff, pair_cutoff=3.0).double().eval()
+    model.energy_scale = 3.0
+    atoms = rdx_cell(int(cutoff))
+    reference = predict_frame(model, atoms)
+    energy_tol, force_tol = 1e-10 * abs(reference[0]), 1e-8 * np.abs(reference[1]).max()
+    big = tiled(atoms)
+    energy, forces = predict_frame(model, big)
+    assert_same((energy / 8, forces[:len(atoms)]), reference, energy_tol, force_tol)
+    potential = CGAAPotential(model, {"grains": "molecule"})
+    energy, forces = openmm_path(potential, big, bonds=True)
+    assert_same((energy / 8, forces[:len(atoms)]), reference, energy_tol, force_tol)
+    with pytest.raises(ValueError, match="at least twice the cutoff"):
+        potential.createSystem(topology(atoms, True))
+    narrow = atoms.copy()
+    narrow.set_cell(np.asarray(atoms.cell) * [1.0, 1.0, 0.98 * cutoff / atoms.cell[2, 2]], scale_atoms=False)
+    with pytest.raises(DataError, match=r"periodic configuration 0 of 1: .* at least 1.0 times the cutoff; use a supercell"):
+        predict_frame(model, narrow)
+
+
 @pytest.mark.parametrize("triclinic", [False, True], ids=["orthorhombic", "triclinic"])
-@pytest.mark.parametrize("factor", [2.0, 2.14, 3.5])
+@pytest.mark.parametrize("factor", [1.05, 1.4, 2.0, 2.14, 3.5])
 def test_grain_centre_search_matches_brute_force(factor, triclinic):
     """The cell list over grain centres of the random boxes finds every pair within the cutoff,
-    with its image, once."""
+    with its image, once; below twice the cutoff a pair can meet through two images."""
     atoms = random_box(5.0, factor, triclinic, seed=7)
     points = np.random.default_rng(8).uniform(-0.2, 1.2, (40, 3)) @ np.asarray(atoms.cell)
     cell = np.asarray(atoms.cell)

@@ -19,7 +19,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from cgaa_openmm.graph import GrainGraph, batch_graphs, build_graph, grain_radii, intra_pairs
-from cgaa_openmm.neighbors import neighbor_pairs
+from cgaa_openmm.neighbors import check_box, neighbor_pairs
 
 from . import labels
 
@@ -228,8 +228,15 @@ def fit_atomic_energies(configs: Sequence[Config], elements: Sequence[int]) -> L
 def attach_graphs(configs: Sequence[Config], grain_cutoff: float, pair_cutoff: float = 0.0) -> None:
     """Precompute every configuration's graph (positions are fixed in a data set) with the
     builder the OpenMM force uses (:func:`cgaa_openmm.graph.build_graph`); ``pair_cutoff`` (Å)
-    is the model's ``atom_pair_cutoff`` (pair term and contact wall)."""
-    for c in configs:
+    is the model's ``atom_pair_cutoff`` (pair term and contact wall). A periodic cell must be at
+    least one cutoff wide (a single crystal cell may be narrower than the two cutoffs a simulation
+    box needs)."""
+    for k, c in enumerate(configs):
+        if c.periodic:
+            try:
+                check_box(c.cell, max(grain_cutoff, pair_cutoff), multiple=1.0)
+            except ValueError as error:
+                raise DataError(f"periodic configuration {k} of {len(configs)}: {error}; use a supercell") from None
         src, dst = intra_pairs(c.grain, c.n_grains)
         c.graph = build_graph(c.positions, c.grain, c.n_grains, src, dst, c.cell, c.periodic, grain_cutoff,
                               pair_cutoff)
