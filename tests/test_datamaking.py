@@ -186,6 +186,43 @@ def test_liquid_boxes_are_periodic_scaled_frames():
         liquid_boxes(EXAMPLE, None, 1, scale=(0.5, 0.5), min_edge=12.0)
 
 
+def test_a_crystal_supercell_gives_its_unit_cells(tmp_path):
+    """The α-RDX 2 x 2 x 2 supercell, as written: every box is the unit cell, 8 whole molecules
+    whose centres are those of example_systems/rdx.pdb to a lattice translation. Shuffled
+    molecules (no lattice left) or repeats that do not divide the supercell are errors."""
+    from ase.geometry import get_distances
+    supercell = os.path.join(ROOT, "example_systems", "rdx-2x2x2.pdb")
+    unit = read(os.path.join(ROOT, "example_systems", "rdx.pdb"))
+    unit_centres = np.array([unit.positions[unit.arrays["residuenumbers"] == r].mean(0)
+                             for r in np.unique(unit.arrays["residuenumbers"])])
+    boxes = liquid_boxes(supercell, None, 4, seed=2, subcells=(2, 2, 2), min_edge=10.0)
+    for atoms in boxes:
+        assert len(atoms) == 168 and atoms.arrays["molID"].max() == 7
+        np.testing.assert_allclose(np.asarray(atoms.cell), np.asarray(unit.cell), atol=1e-3)
+        centres = np.array([atoms.positions[atoms.arrays["molID"] == m].mean(0) for m in range(8)])
+        assert (np.linalg.norm(atoms.positions - centres[atoms.arrays["molID"]], axis=1) < 4.0).all()  # whole
+        distance = get_distances(centres, unit_centres, cell=unit.cell, pbc=True)[1]
+        assert distance.min(axis=1).max() < 1e-3                           # the same lattice sites
+    out = str(tmp_path / "cells.xyz")
+    run_cli("boxes", supercell, "-o", out, "--n", "2", "--subcells", "2", "2", "2", check=True)
+    assert [len(a) for a in read(out, ":")] == [168, 168]
+    with pytest.raises(ValueError, match="cannot fill 3 x 1 x 1 equal cells"):
+        liquid_boxes(supercell, None, 1, subcells=(3, 1, 1))
+    with pytest.raises(ValueError, match="not a 4 x 1 x 1 supercell of a crystal"):
+        liquid_boxes(supercell, None, 1, subcells=(4, 1, 1))
+    from openmm import app, unit
+    pdb = app.PDBFile(supercell)
+    positions = np.array(pdb.positions.value_in_unit(unit.angstrom))
+    residue = np.array([a.residue.index for a in pdb.topology.atoms()])
+    rng = np.random.default_rng(0)
+    for r in range(64):                     # every molecule to a random place: no crystal left
+        positions[residue == r] += rng.uniform(0, 1, 3) @ np.asarray(read(supercell).cell)
+    app.PDBFile.writeFile(pdb.topology, positions * unit.angstrom,
+                          open(tmp_path / "melt.pdb", "w"))
+    with pytest.raises(ValueError, match="not a 2 x 2 x 2 supercell of a crystal .* the crystal has melted"):
+        liquid_boxes(str(tmp_path / "melt.pdb"), None, 1, subcells=(2, 2, 2))
+
+
 def test_clusters_and_label_commands(tmp_path):
     clusters = str(tmp_path / "clusters.xyz")
     result = run_cli("clusters", EXAMPLE, "-o", clusters, "--n", "2", "--max-molecules", "1")

@@ -3,7 +3,7 @@ import sys
 
 from .frames_input import add_frames_arguments, add_sampling_arguments, require_frames
 
-HELP = "periodic liquid frames, rigidly rescaled like a barostat move (extended XYZ, for labelling)"
+HELP = "periodic liquid (or crystal cell) frames, rigidly rescaled like a barostat move (extended XYZ, for labelling)"
 DESCRIPTION = ("Random frames of a periodic liquid; each frame's molecule centres and box are scaled by a factor "
                "drawn from --scale, molecules kept rigid (the move of a Monte Carlo barostat).")
 
@@ -15,6 +15,8 @@ def add_arguments(parser) -> None:
                         help="length scale factor range (0.97 1.10: about 1.1x to 0.75x the density)")
     parser.add_argument("--min-edge", type=float, default=0.0,
                         help="Å; refuse boxes with a shorter edge (twice the model's cutoff)")
+    parser.add_argument("--subcells", type=int, nargs=3, metavar=("A", "B", "C"),
+                        help="the trajectory is a crystal supercell of A x B x C cells: write one cell per box")
     add_sampling_arguments(parser, "box")
 
 
@@ -25,7 +27,8 @@ def run(args) -> None:
     require_frames(args, "boxes")
     try:
         boxes = liquid_boxes(args.topology, args.trajectory, args.n, scale=tuple(args.scale), seed=args.seed,
-                             skip=args.skip, prefix=args.prefix, min_edge=args.min_edge)
+                             skip=args.skip, prefix=args.prefix, min_edge=args.min_edge,
+                             subcells=args.subcells)
     except ValueError as error:
         sys.exit(f"cgaa-openmm boxes: {error}")
     write(args.output, boxes, format="extxyz")
