@@ -160,19 +160,22 @@ def main(argv=None) -> dict:
                              if record["history"][0]["cell_A"] == list(CELL) else None,
                              evaluations=len(record["history"]))
     save(record)
-    write_pdb(cell, labels, elements, best, os.path.splitext(args.output)[0] + ".pdb")
+    stem = os.path.splitext(args.output)[0]
+    write_pdb(cell, labels, elements, best, stem + ".pdb")
+    write_pdb(cell, labels, elements, best, stem + "-2x2x2.pdb", (2, 2, 2))
     print(f"{record['status']}: a b c = {' '.join(f'{v:.3f}' for v in best['cell_A'])} Å, volume "
           f"{100 * volume_change:+.1f} % vs experiment")
     return record
 
 
-def write_pdb(cell: PbcaCell, labels, elements, best: dict, path: str) -> None:
-    """The relaxed cell as build_rdx writes cells: one residue RDX per molecule, bonds, box."""
+def write_pdb(cell: PbcaCell, labels, elements, best: dict, path: str, repeats=(1, 1, 1)) -> None:
+    """The relaxed cell, repeated ``repeats`` times along a, b, c, as build_rdx writes cells: one
+    residue RDX per molecule, bonds, box."""
     from build_rdx import supercell_topology
     from openmm import app, unit
     lengths = np.array(best["cell_A"])
     xyz = (cell.fractional(np.array(best["asymmetric_fractional"])) * lengths).reshape(len(PBCA), -1, 3)
-    topology, positions = supercell_topology(labels, elements, xyz, (1, 1, 1), lengths)
+    topology, positions = supercell_topology(labels, elements, xyz, repeats, lengths)
     with open(path, "w") as file:
         print("REMARK   1 ALPHA-RDX RELAXED WITH GFN2-XTB, PBCA HELD (EXAMPLE_SYSTEMS/RELAX_RDX.PY)", file=file)
         app.PDBFile.writeFile(topology, positions * unit.angstrom, file, keepIds=False)

@@ -82,6 +82,10 @@ def test_the_relaxation_script_lowers_the_energy_and_resumes(tmp_path):
     assert pdb.topology.getNumResidues() == 8 and pdb.topology.getNumAtoms() == 168
     np.testing.assert_allclose(np.diag(pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom)),
                                first["best"]["cell_A"], atol=1e-3)
+    supercell = app.PDBFile(str(tmp_path / "relaxed-2x2x2.pdb"))
+    assert supercell.topology.getNumResidues() == 64
+    np.testing.assert_allclose(np.diag(supercell.topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom)),
+                               2 * np.array(first["best"]["cell_A"]), atol=1e-3)
     second = relax(["--calculator", "lj", "--max-evaluations", "3", "--output", output])
     assert len(second["history"]) > len(first["history"])
     assert second["history"][len(first["history"])]["energy_eV"] == pytest.approx(first["best"]["energy_eV"])
