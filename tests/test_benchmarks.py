@@ -224,3 +224,36 @@ def test_xtb_liquid_script_continues_its_run_and_reports_a_crossing(tmp_path):
     assert result["densities_g_per_mL"] == [1.0, 1.2]
     assert np.isfinite(result["pressure_kbar"]).all() and np.isfinite(result["density_at_1bar_g_per_mL"])
     assert result["ps_per_density"] == [pytest.approx(0.006), pytest.approx(0.006)]
+
+
+def test_rdx_results_evaluate_every_model_on_the_held_out_sets(tmp_path):
+    """benchmarks/rdx.py with an untrained RDX model on a held-out set of two labelled cells: the
+    errors are evaluate_file's, a missing set is null, rows of other models are kept, and the
+    lattice keys are the GFN2 relaxation's and experiment's."""
+    import torch
+    import rdx
+    from cgaa_openmm.model import CGAAModel
+    from cgaa_openmm.modelfile import save_model
+    from training.evaluate import evaluate_file
+    from ase.io import write
+    torch.manual_seed(0)
+    model = CGAAModel([1, 6, 7, 8], [-10.0, -48.0, -60.0, -100.0], channels=8, lmax=1, embed_layers=1,
+                      interactions=1, grain_cutoff=6.0).eval()
+    save_model(str(tmp_path / "tiny.pt"), model, {"grains": "molecule"})
+    write(str(tmp_path / "crystal.xyz"), read(os.path.join(ROOT, "training", "datasets", "rdx-md-round1.xyz.xz"), ":2"))
+    output = str(tmp_path / "rdx.json")
+    with open(output, "w") as file:
+        json.dump({"models": {"other.pt": {"crystal": None, "disordered": None}}}, file)
+    held_out = {"crystal": str(tmp_path / "crystal.xyz"), "disordered": str(tmp_path / "missing.xyz")}
+    original = rdx.HELD_OUT
+    rdx.HELD_OUT = held_out
+    try:
+        results = rdx.main(["--model", str(tmp_path / "tiny.pt"), "--output", output])
+    finally:
+        rdx.HELD_OUT = original
+    expected = evaluate_file(str(tmp_path / "tiny.pt"), held_out["crystal"])
+    assert results["force_rmse_crystal"] == pytest.approx(expected["forces_rmse"]) and expected["n_configs"] == 2
+    assert results["force_rmse_disordered"] is None and set(results["models"]) == {"other.pt", "tiny.pt"}
+    assert results["lattice_gfn2_A"] == pytest.approx([12.986, 11.011, 10.669], abs=1e-3)
+    assert results["lattice_experiment_A"] == [13.182, 11.574, 10.709] and results["lattice_model_A"] is None
+    assert json.load(open(output)) == results
