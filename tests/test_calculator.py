@@ -1,6 +1,5 @@
 """The ASE calculator (training/calculator.py): the training path's energy and forces, the stress as
 the strain derivative of the energy, single crystal cells narrower than two cutoffs, bad input."""
-import os
 
 import numpy as np
 import pytest
