@@ -31,7 +31,8 @@ KJ_PER_MOL_PER_EV = (1.0 * unit.elementary_charge * unit.volt * unit.AVOGADRO_CO
 #: Models shipped inside the package, by name.
 NAMED_MODELS: Dict[str, str] = {"carbonates-xtb": "carbonates-xtb.pt",
                                 "carbonates-xtb-fast": "carbonates-xtb-fast.pt",
-                                "ace-ala-nme-xtb": "ace-ala-nme-xtb.pt"}
+                                "ace-ala-nme-xtb": "ace-ala-nme-xtb.pt",
+                                "rdx-xtb": "rdx-xtb.pt"}
 
 
 def resolve_model_path(path_or_name: str) -> str:

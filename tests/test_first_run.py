@@ -19,18 +19,22 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 MODELS = os.path.join(ROOT, "cgaa_openmm", "models")
 BOX = os.path.join(ROOT, "example_systems", "ecemc.pdb")
 PEPTIDE = os.path.join(ROOT, "example_systems", "peptides", "ace-ala-nme.pdb")
+RDX = os.path.join(ROOT, "example_systems", "rdx.pdb")
 
 
 def tiny_system(name):
-    """A few molecules the model was trained on (no box): two EC and one EMC of the example box, or the
-    capped alanine dipeptide."""
+    """A few molecules the model was trained on (no box): two EC and one EMC of the example box, the
+    capped alanine dipeptide, or two RDX molecules of the crystal cell."""
     if name.startswith("ace-ala-nme"):
         pdb = app.PDBFile(PEPTIDE)
         return pdb.topology, pdb.positions
-    pdb = app.PDBFile(BOX)
+    pdb = app.PDBFile(RDX if name.startswith("rdx") else BOX)
     modeller = app.Modeller(pdb.topology, pdb.positions)
     residues = list(pdb.topology.residues())
-    keep = [r for r in residues if r.name == "EC"][:2] + [r for r in residues if r.name == "EMC"][:1]
+    if name.startswith("rdx"):
+        keep = residues[:2]
+    else:
+        keep = [r for r in residues if r.name == "EC"][:2] + [r for r in residues if r.name == "EMC"][:1]
     modeller.delete([r for r in residues if r not in keep])
     modeller.topology.setPeriodicBoxVectors(None)
     return modeller.topology, modeller.positions

@@ -1,4 +1,5 @@
 """The α-RDX cell built from its published asymmetric unit (example_systems/build_rdx.py)."""
+import json
 import os
 
 import numpy as np
@@ -121,3 +122,123 @@ def test_strained_frames_keep_molecules_and_span_the_strain(tmp_path):
         strains.append(np.diag(epsilon))
     assert np.ptp(np.array(strains), axis=0).min() > 0.02                     # the range is used
     assert len({a.info["label_id"] for a in read_back}) == 12
+
+
+# -- the crystal under NPT (benchmarks/rdx_npt.py) -------------------------------------------------
+
+def supercell():
+    """Topology, positions (nm), box edges (nm) and element masses of the GFN2-relaxed 2x2x2 supercell."""
+    pdb = app.PDBFile(os.path.join(ROOT, "example_systems", "rdx-gfn2-2x2x2.pdb"))
+    box = np.diag(np.array(pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
+    masses = np.array([atom.element.mass.value_in_unit(unit.dalton) for atom in pdb.topology.atoms()])
+    return pdb.topology, np.array(pdb.positions.value_in_unit(unit.nanometer)), box, masses
+
+
+def test_crystal_order_is_perfect_under_affine_moves_and_lost_for_random_orientations():
+    """The start is on its sites with <P2> = 1; a box stretched per axis with every molecule moved
+    rigidly to its scaled site, a common shift and molecules wrapped by a box vector keep both; random
+    rotations of every molecule about its centre give <P2> ~ 0; one displaced molecule gives the
+    RMSD by hand."""
+    from rdx_npt import Crystal
+    from scipy.spatial.transform import Rotation
+    topology, x, box, masses = supercell()
+    crystal = Crystal(topology, x, box, masses)
+    assert len(crystal.molecules) == 64
+    assert crystal.order(x, box) == pytest.approx((0.0, 1.0), abs=1e-9)
+    scaled_box = box * np.array([1.03, 0.97, 1.01])
+    centres = crystal.centres(x, box)
+    moved = x.copy()
+    for m, centre in zip(crystal.molecules, centres):
+        moved[m] += centre / box * scaled_box - centre + np.array([0.05, -0.02, 0.3])
+    moved[crystal.molecules[5]] += scaled_box * np.array([1, 0, -1])          # an image of molecule 5
+    assert crystal.order(moved, scaled_box) == pytest.approx((0.0, 1.0), abs=1e-9)
+    rotated = x.copy()
+    for m, centre, rotation in zip(crystal.molecules, centres, Rotation.random(64, random_state=3)):
+        rotated[m] = rotation.apply(x[m] - centre) + centre
+    rmsd, p2 = crystal.order(rotated, box)
+    assert rmsd < 1e-3 and abs(p2) < 0.1
+    shifted = x.copy()
+    shifted[crystal.molecules[0]] += np.array([0.064, 0.0, 0.0])              # 0.64 Å along a
+    expected = np.sqrt((0.64 * 63 / 64) ** 2 / 64 + 63 * (0.64 / 64) ** 2 / 64)   # drift of the mean removed
+    assert crystal.order(shifted, box) == pytest.approx((expected, 1.0), abs=1e-9)
+
+
+@pytest.mark.slow
+def test_rdx_npt_run_continued_elsewhere_is_the_run_never_cut(tmp_path):
+    """An untrained model on the 2x2x2 supercell, anisotropic NPT on Reference: a run cut after two
+    chunks and continued from a copy of its state ends bit for bit as the one never cut; the box
+    moves per axis with molecules whole (orientations kept), the report fills rdx.json's lattice
+    keys; a ramp's setpoint rises over production; other settings are refused."""
+    import shutil
+    import torch
+    from cgaa_openmm.model import CGAAModel
+    from cgaa_openmm.modelfile import save_model
+    from rdx_npt import main, setpoint
+    torch.manual_seed(0)
+    model = CGAAModel([1, 6, 7, 8], [-10.0, -48.0, -60.0, -100.0], channels=8, lmax=1, embed_layers=1,
+                      interactions=1, grain_cutoff=6.0).double().eval()
+    save_model(str(tmp_path / "tiny.pt"), model, {"grains": "residue"})
+    with open(tmp_path / "rdx.json", "w") as file:
+        json.dump({"force_rmse_crystal": 0.2, "lattice_model_A": None}, file)
+    common = ["run", "--model", str(tmp_path / "tiny.pt"), "--platform", "Reference", "--precision", "double",
+              "--threads", "1", "--equilibration-ps", "0.004", "--frame-ps", "0.004", "--chunk-ps", "0.008",
+              "--barostat-interval", "1", "--blocks", "2", "--temperature", "300", "--rdx-json", str(tmp_path / "rdx.json")]
+    main(common + ["--production-ps", "0.020", "--states", str(tmp_path / "whole"),
+                   "--output", str(tmp_path / "whole.json"), "--name", "r"])
+    main(common + ["--production-ps", "0.012", "--states", str(tmp_path / "cut"), "--output", str(tmp_path / "cut.json"),
+                   "--name", "r"])
+    shutil.copytree(tmp_path / "cut", tmp_path / "elsewhere")
+    entry = main(common + ["--production-ps", "0.020", "--states", str(tmp_path / "elsewhere"),
+                           "--output", str(tmp_path / "resumed.json"), "--name", "r"])
+    first = json.load(open(tmp_path / "whole" / "r" / "run.json"))
+    second = json.load(open(tmp_path / "elsewhere" / "r" / "run.json"))
+    assert first["step"] == second["step"] == 12 and first["state_xml"] == second["state_xml"]
+    assert first["series"] == second["series"] and len(first["series"]["step"]) == 6
+    series = first["series"]
+    for axis in ("a_A", "b_A", "c_A"):
+        assert len(set(series[axis])) > 1                                   # each axis moved
+    assert max(series["site_rmsd_A"]) < 0.2 and min(series["orientation_p2"]) > 0.95
+    assert entry["production_ps"] == pytest.approx(0.020) and len(entry["lattice_A"]) == 3
+    assert entry["lattice_A"][0] == pytest.approx(12.99, abs=0.1) and entry["kinetic_temperature_K"][0] > 0
+    rdx = json.load(open(tmp_path / "rdx.json"))
+    assert rdx["lattice_model_A"] == entry["lattice_A"] and rdx["production_ps"] == entry["production_ps"]
+    assert rdx["force_rmse_crystal"] == 0.2 and (tmp_path / "resumed.png").exists()
+    ramp = dict(temperature_K=300.0, ramp_to_K=700.0, equilibration_ps=5.0, production_ps=20.0)
+    assert [setpoint(ramp, t) for t in (1.0, 5.0, 15.0, 25.0, 30.0)] == [300.0, 300.0, 500.0, 700.0, 700.0]
+    with pytest.raises(SystemExit, match="other settings"):
+        main(common + ["--production-ps", "0.020", "--states", str(tmp_path / "elsewhere"), "--name", "r",
+                       "--timestep", "1", "--output", str(tmp_path / "x.json")])
+
+
+# -- the shipped model ----------------------------------------------------------------------------
+
+def test_rdx_xtb_by_name_in_openmm_is_the_training_path_on_a_periodic_frame():
+    """``rdx-xtb`` loads by name; on a thermal frame of the 2x2x2 supercell (molecules moved off
+    their sites, box edges over twice the cutoff) its OpenMM energy and forces (Reference, float64)
+    equal the training path's (the ASE calculator, float64) to 1e-10 (energy) and 1e-8 (forces) relative,
+    as in test_periodic.py, and the frame's
+    forces are those of a crystal, not of overlapping atoms."""
+    from ase import Atoms
+    from cgaa_openmm import CGAAPotential
+    from cgaa_openmm.potential import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
+    from training.calculator import CGAACalculator
+    import openmm
+    topology, x, box, _ = supercell()
+    rng = np.random.default_rng(4)
+    x = x + rng.normal(scale=0.003, size=x.shape)                 # 0.03 Å thermal-like noise
+    potential = CGAAPotential.load("rdx-xtb")
+    system = potential.createSystem(topology, precision="double")
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(x)
+    state = context.getState(getEnergy=True, getForces=True)
+    energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    atoms = Atoms(numbers=[a.element.atomic_number for a in topology.atoms()], positions=x * ANGSTROM_PER_NM,
+                  cell=np.diag(box) * ANGSTROM_PER_NM, pbc=True)
+    atoms.arrays["molID"] = np.array([a.residue.index for a in topology.atoms()])
+    atoms.calc = CGAACalculator("rdx-xtb")
+    e_ref = atoms.get_potential_energy() * KJ_PER_MOL_PER_EV
+    f_ref = atoms.get_forces() * KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM
+    assert energy == pytest.approx(e_ref, rel=1e-10)
+    assert np.abs(forces - f_ref).max() < 1e-8 * np.abs(f_ref).max()
+    assert np.abs(f_ref).max() / (KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM) < 15.0   # eV/Å
