@@ -1,15 +1,25 @@
 """GFN2-xTB's own density of the EC/EMC 3:7 liquid: tblite NVT at several densities, the
 molecular pressure P(rho), and where it crosses 1 bar. Resumable across sessions and machines.
 
+    python benchmarks/xtb_liquid.py start [--ec 3 --emc 6 --model carbonates-xtb --start-ps 4]
     python benchmarks/xtb_liquid.py run --density 1.095 [--settle-ps 0.5 --production-ps 2] [--max-minutes 120]
     python benchmarks/xtb_liquid.py report
 
-``run``: Langevin NVT (ASE, 298 K, 1/ps, centre of mass fixed by ``FixCom``) of a 200-atom box (5 EC + 10 EMC,
-3:7 by weight) with periodic GFN2-xTB (tblite 0.8.0, wavefunction carried from step to step),
+``start``: the start box, a model's liquid frame: ``--ec`` EC and ``--emc`` EMC molecules (3 + 6 is
+3:7 by weight, 120 atoms, an 11.05 Å box at 1.095 g/mL) packed at 1.095 g/mL
+(``example_systems/build_ecemc.py``), then ``--start-ps`` of Langevin NVT at 298 K with the model
+through ASE (``training.calculator.CGAACalculator``, which takes cells between one and two cutoffs
+wide), H at 3 Da, 2 fs. Its last frame is written to ``results/xtb_liquid/start.xyz`` (committed)
+as label ``model-ecN-emcM``. 120 atoms cost GFN2-xTB a third of the 200 atoms of the held-out
+boxes (about 4 s per step on two cores against 12), so that three densities fit in five hours.
+
+``run``: Langevin NVT (ASE, 298 K, 1/ps, centre of mass fixed by ``FixCom``) of that box
+with periodic GFN2-xTB (tblite 0.8.0, wavefunction carried from step to step),
 hydrogen masses repartitioned (``--hydrogen-mass``, Da, from the bonded carbon) and ``--timestep``
-2 fs, as the model NPT runs (benchmarks/hmr_timestep.py). The start is the held-out box
-``npt5-28`` (a model's liquid frame, 1.125 g/mL) with every molecule moved rigidly to the
-density. Every step records the potential energy, the temperature, and the pressure from
+2 fs, as the model NPT runs (benchmarks/hmr_timestep.py). The start is ``--start`` in ``--source``
+(default: the ``start`` box) with every molecule moved rigidly to the density; the held-out
+200-atom boxes work too (``--source training/datasets/ecemc-boxes-heldout.xyz.xz --start npt5-28``).
+Every step records the potential energy, the temperature, and the pressure from
 tblite's stress: the atomic virial pressure, and the molecular one (each molecule's internal
 virial removed, rigid-molecule kinetic part sum_J M_J V_J^2 / 3V), which is what a barostat
 moving whole molecules responds to. After ``--settle-ps`` the frames are production: their
@@ -33,15 +43,16 @@ from ase import Atoms, units
 from ase.data import atomic_masses
 from ase.io import read
 
-from common import AVOGADRO, BAR_PER_EV_PER_A3, machine, saved_run
+from common import AVOGADRO, BAR_PER_EV_PER_A3, ROOT, machine, saved_run
 from npt_density import write_atomic
-from xtb_reference import DATA, virial_pressures, whole_molecules
+from xtb_reference import virial_pressures, whole_molecules
 from dispersion_tail import rigidly_scaled
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STATES = os.path.join(HERE, "results", "xtb_liquid")
-#: The held-out box the runs start from.
-START = "npt5-28"
+#: The model frame the runs start from (``start``), and its label.
+SOURCE = os.path.join(STATES, "start.xyz")
+START = "model-ec3-emc6"
 KBAR_PER_EV_PER_A3 = BAR_PER_EV_PER_A3 / 1e3
 #: Settings a continued run must share with the run it continues.
 RUN_KEYS = ("density_g_per_mL", "temperature_K", "timestep_fs", "hydrogen_mass_amu", "friction_per_ps",
@@ -53,7 +64,7 @@ def density_of(atoms) -> float:
     return float(atomic_masses[atoms.numbers].sum()) / AVOGADRO / (atoms.get_volume() * 1e-24)
 
 
-def start_box(density: float, start: str = START, source: str = DATA):
+def start_box(density: float, start: str = START, source: str = SOURCE):
     """The start box (Atoms with molID, whole molecules) moved rigidly to ``density`` (g/mL)."""
     atoms = next(a for a in read(source, index=":") if a.info.get("label_id") == start)
     positions = whole_molecules(atoms)
@@ -101,6 +112,48 @@ def com_rdf_frame(positions: np.ndarray, molecule: np.ndarray, masses: np.ndarra
     counts = np.histogram(distance, edges)[0]
     shells = 4 / 3 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
     return counts / (len(i) / edge ** 3 * shells)
+
+
+def make_start(args) -> Atoms:
+    """Pack ``--ec`` EC and ``--emc`` EMC at ``--density``, run ``--start-ps`` of the model's NVT, and
+    write the last frame to ``--source`` as label ``model-ecN-emcM`` (other labels there are kept)."""
+    import sys
+    import torch
+    from ase.io import write
+    from ase.constraints import FixCom
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+    from training.calculator import CGAACalculator
+    sys.path.insert(0, os.path.join(ROOT, "example_systems"))
+    from build_ecemc import molecule_templates, pack
+    templates = molecule_templates()
+    placed, edge = pack(templates, {"EC": args.ec, "EMC": args.emc}, args.density, 2.0, args.seed)
+    atoms = Atoms(numbers=np.concatenate([templates[name].numbers for name, _ in placed]),
+                  positions=np.vstack([xyz for _, xyz in placed]), cell=[edge] * 3, pbc=True)
+    atoms.arrays["molID"] = np.repeat(np.arange(len(placed)), [len(xyz) for _, xyz in placed])
+    atoms.set_masses(hmr_masses(atoms, 3.0))
+    atoms.calc = CGAACalculator(args.model, dtype=torch.float32)
+    rng = np.random.default_rng(args.seed)
+    thermalize_momenta(atoms, args.temperature, rng=rng)
+    Stationary(atoms)
+    atoms.set_constraint(FixCom())
+    dyn = Langevin(atoms, timestep=2 * units.fs, temperature_K=args.temperature, friction=10 / (1000 * units.fs),
+                   fixcm=False, rng=rng)
+    steps = round(500 * args.start_ps)
+    for block in range(10):
+        dyn.run(steps // 10)
+        print(f"start: {(block + 1) * steps // 10} of {steps} steps, T {atoms.get_temperature():.0f} K, "
+              f"E {atoms.get_potential_energy():.3f} eV", flush=True)
+    label = f"model-ec{args.ec}-emc{args.emc}"
+    frame = Atoms(numbers=atoms.numbers, positions=whole_molecules(atoms), cell=atoms.cell, pbc=True)
+    frame.arrays["molID"] = atoms.arrays["molID"].copy()
+    frame.info.update(label_id=label, model=os.path.basename(args.model), start_ps=args.start_ps,
+                      temperature_K=args.temperature, density_g_per_mL=args.density, seed=args.seed)
+    kept = [a for a in read(args.source, index=":") if a.info.get("label_id") != label] \
+        if os.path.exists(args.source) else []
+    write(args.source, kept + [frame], format="extxyz")
+    print(f"wrote {label} ({len(frame)} atoms, {edge:.3f} Å box) to {args.source}")
+    return frame
 
 
 def run(args) -> dict:
@@ -252,7 +305,7 @@ def plot(runs, result, path: str) -> None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("action", choices=["start", "run", "report"])
     parser.add_argument("--density", type=float, default=1.095, help="g/mL")
     parser.add_argument("--temperature", type=float, default=298.0, help="K")
     parser.add_argument("--timestep", type=float, default=2.0, help="fs")
@@ -265,12 +318,16 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save-steps", type=int, default=10)
     parser.add_argument("--max-minutes", type=float, help="stop (saved) after this wall time")
-    parser.add_argument("--source", default=DATA, help="extxyz holding the start box")
+    parser.add_argument("--source", default=SOURCE, help="extxyz holding the start box")
+    parser.add_argument("--ec", type=int, default=3, help="start: EC molecules")
+    parser.add_argument("--emc", type=int, default=6, help="start: EMC molecules")
+    parser.add_argument("--model", default="carbonates-xtb", help="start: the model whose liquid frame starts the runs")
+    parser.add_argument("--start-ps", type=float, default=4.0, help="start: ps of the model's NVT")
     parser.add_argument("--start", default=START, help="label_id of the start box in --source")
     parser.add_argument("--states", default=STATES, help="where rho-DENSITY/run.json live")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "xtb_liquid.json"))
     args = parser.parse_args(argv)
-    return run(args) if args.action == "run" else report(args)
+    return {"start": make_start, "run": run, "report": report}[args.action](args)
 
 
 if __name__ == "__main__":

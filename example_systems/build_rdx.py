@@ -34,6 +34,8 @@ PBCA = [((1, 1, 1), (0, 0, 0)), ((-1, -1, 1), (0.5, 0, 0.5)), ((-1, 1, -1), (0, 
 #: Å: covalent radii for bond perception (bonded if closer than 1.25 x their sum).
 RADII = {"H": 0.31, "C": 0.76, "N": 0.71, "O": 0.66}
 BONDS_PER_MOLECULE = 21
+#: Atoms per element of one molecule, C3H6N6O6.
+FORMULA = {"C": 3, "H": 6, "N": 6, "O": 6}
 
 
 def read_asymmetric_unit(path: str = ASYMMETRIC_UNIT):
@@ -45,6 +47,10 @@ def read_asymmetric_unit(path: str = ASYMMETRIC_UNIT):
     if rows[0] != ["label", "element", "x", "y", "z"]:
         raise SystemExit(f"{path}: expected the columns 'label element x y z', found {rows[0]}")
     labels, elements = [r[0] for r in rows[1:]], [r[1] for r in rows[1:]]
+    counts = {e: elements.count(e) for e in FORMULA}
+    if counts != FORMULA:
+        raise SystemExit(f"{path}: the asymmetric unit holds {counts} atoms, α-RDX's molecule {FORMULA}: "
+                         f"an atom is missing or extra")
     return labels, elements, np.array([[float(v) for v in r[2:]] for r in rows[1:]])
 
 

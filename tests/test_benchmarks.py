@@ -200,6 +200,29 @@ def test_hmr_timestep_script_records_drift_and_equipartition(tmp_path):
     assert json.load(open(tmp_path / "hmr.json"))["entries"] == [entry]
 
 
+def test_xtb_liquid_start_is_a_model_frame_of_whole_molecules_at_the_density(tmp_path):
+    """``start``: 2 EC + 1 EMC at 1.0 g/mL (a 7.8 Å box, between one and two cutoffs of the model),
+    a few fs of the model's NVT, written as its label beside the other labels of the file, molecules
+    whole, at the density; ``run`` starts from it."""
+    from ase import Atoms
+    from ase.io import read, write
+    from xtb_liquid import density_of, main
+    source = str(tmp_path / "start.xyz")
+    write(source, Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]], info={"label_id": "other"}))
+    frame = main(["start", "--ec", "2", "--emc", "1", "--density", "1.0", "--start-ps", "0.02",
+                  "--model", "carbonates-xtb-fast", "--source", source])
+    frames = read(source, index=":")
+    assert [a.info["label_id"] for a in frames] == ["other", "model-ec2-emc1"] and len(frames[1]) == 35
+    assert density_of(frames[1]) == pytest.approx(1.0, rel=1e-6)
+    assert (frames[1].arrays["molID"] == frame.arrays["molID"]).all()
+    for m in range(3):
+        xyz = frames[1].positions[frames[1].arrays["molID"] == m]
+        assert np.linalg.norm(xyz - xyz.mean(0), axis=1).max() < 4.0          # whole, not split by the box
+    data = main(["run", "--density", "1.0", "--production-ps", "0.002", "--settle-ps", "0.0", "--source", source,
+                 "--start", "model-ec2-emc1", "--states", str(tmp_path / "states"), "--save-steps", "1"])
+    assert data["step"] == 1 and np.isfinite(data["series"]["pressure_molecular_kbar"]).all()
+
+
 def test_xtb_liquid_script_continues_its_run_and_reports_a_crossing(tmp_path):
     """Two small boxes (2 EC + 1 EMC) at two densities, GFN2-xTB NVT for a few steps, one continued:
     pressures finite, the series continued, a 1-bar density from the fit."""

@@ -242,3 +242,18 @@ def test_rdx_xtb_by_name_in_openmm_is_the_training_path_on_a_periodic_frame():
     assert energy == pytest.approx(e_ref, rel=1e-10)
     assert np.abs(forces - f_ref).max() < 1e-8 * np.abs(f_ref).max()
     assert np.abs(f_ref).max() / (KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM) < 15.0   # eV/Å
+
+
+def test_bad_input_is_named(tmp_path):
+    """An asymmetric unit with an atom missing names the formula; the single cell (10.7 Å across)
+    in OpenMM names the box smaller than twice the model's 7 Å cutoff."""
+    from build_rdx import ASYMMETRIC_UNIT
+    from cgaa_openmm import CGAAPotential
+    lines = open(ASYMMETRIC_UNIT).read().splitlines()
+    last_h = max(k for k, line in enumerate(lines) if line.split()[1:2] == ["H"])
+    (tmp_path / "unit.txt").write_text("\n".join(lines[:last_h] + lines[last_h + 1:]) + "\n")
+    with pytest.raises(SystemExit, match=r"'H': 5.*missing"):
+        main(["--asymmetric-unit", str(tmp_path / "unit.txt"), "--output-dir", str(tmp_path)])
+    pdb = app.PDBFile(os.path.join(ROOT, "example_systems", "rdx.pdb"))
+    with pytest.raises(ValueError, match="twice the cutoff"):
+        CGAAPotential.load("rdx-xtb").createSystem(pdb.topology)
