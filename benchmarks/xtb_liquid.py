@@ -151,6 +151,7 @@ def make_start(args) -> Atoms:
                       temperature_K=args.temperature, density_g_per_mL=args.density, seed=args.seed)
     kept = [a for a in read(args.source, index=":") if a.info.get("label_id") != label] \
         if os.path.exists(args.source) else []
+    os.makedirs(os.path.dirname(os.path.abspath(args.source)), exist_ok=True)
     write(args.source, kept + [frame], format="extxyz")
     print(f"wrote {label} ({len(frame)} atoms, {edge:.3f} Å box) to {args.source}")
     return frame
