@@ -56,7 +56,7 @@ START = "model-ec3-emc6"
 KBAR_PER_EV_PER_A3 = BAR_PER_EV_PER_A3 / 1e3
 #: Settings a continued run must share with the run it continues.
 RUN_KEYS = ("density_g_per_mL", "temperature_K", "timestep_fs", "hydrogen_mass_amu", "friction_per_ps",
-            "settle_ps", "start", "seed", "bin_width_nm", "electronic_temperature_K")
+            "settle_ps", "start", "seed", "bin_width_nm", "r_max_nm", "electronic_temperature_K")
 
 
 def density_of(atoms) -> float:
@@ -103,12 +103,16 @@ def molecular_kinetic(atoms, molecule: np.ndarray) -> float:
 
 def com_rdf_frame(positions: np.ndarray, molecule: np.ndarray, masses: np.ndarray, edge: float, edges: np.ndarray):
     """g(r) of the molecular centres of mass (element masses) in one frame of a cubic box of
-    ``edge`` Å, on the bin ``edges`` (Å)."""
+    ``edge`` Å, on the bin ``edges`` (Å), which may reach past half the box: every periodic image
+    of every pair within ``edges[-1]`` counts (a small box's first shell lies near its half-width)."""
     ids = np.unique(molecule)
     centres = np.array([np.average(positions[molecule == m], axis=0, weights=masses[molecule == m]) for m in ids])
     i, j = np.triu_indices(len(ids), 1)
     delta = centres[i] - centres[j]
-    distance = np.linalg.norm(delta - edge * np.round(delta / edge), axis=1)
+    delta -= edge * np.round(delta / edge)
+    reach = int(np.ceil(edges[-1] / edge))
+    images = edge * np.array(np.meshgrid(*[np.arange(-reach, reach + 1)] * 3)).reshape(3, -1).T
+    distance = np.linalg.norm(delta[:, None, :] + images[None], axis=2).ravel()
     counts = np.histogram(distance, edges)[0]
     shells = 4 / 3 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
     return counts / (len(i) / edge ** 3 * shells)
@@ -165,6 +169,7 @@ def run(args) -> dict:
     settings = dict(density_g_per_mL=args.density, temperature_K=args.temperature, timestep_fs=args.timestep,
                     hydrogen_mass_amu=args.hydrogen_mass or None, friction_per_ps=args.friction,
                     settle_ps=args.settle_ps, start=args.start, seed=args.seed, bin_width_nm=args.bin_width,
+                    r_max_nm=args.r_max,
                     electronic_temperature_K=300.0)
     path = os.path.join(args.states, f"rho-{args.density:.3f}", "run.json")
     atoms = start_box(args.density, args.start, args.source)
@@ -189,7 +194,7 @@ def run(args) -> dict:
     dyn = Langevin(atoms, timestep=args.timestep * units.fs, temperature_K=args.temperature,
                    friction=args.friction / (1000 * units.fs), fixcm=False, rng=rng)
     edge = float(atoms.cell[0, 0])
-    edges = np.arange(0.0, 0.5 * edge + 1e-9, 10 * args.bin_width)
+    edges = np.arange(0.0, 10 * args.r_max + 1e-9, 10 * args.bin_width)
     total = round(1000 * (args.settle_ps + args.production_ps) / args.timestep)
     volume = atoms.get_volume()
     dof = 3 * len(atoms) - 3
@@ -316,6 +321,7 @@ def main(argv=None):
     parser.add_argument("--production-ps", type=float, default=2.0, help="the run ends here (can be raised)")
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--bin-width", type=float, default=0.01, help="nm, RDF bins")
+    parser.add_argument("--r-max", type=float, default=0.9, help="nm, RDF range (periodic images count)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save-steps", type=int, default=10)
     parser.add_argument("--max-minutes", type=float, help="stop (saved) after this wall time")

@@ -200,6 +200,27 @@ def test_hmr_timestep_script_records_drift_and_equipartition(tmp_path):
     assert json.load(open(tmp_path / "hmr.json"))["entries"] == [entry]
 
 
+def test_xtb_liquid_rdf_reaches_past_half_the_box():
+    """The centre-of-mass RDF of a small box with every periodic image counted is, out to 0.9 of
+    the edge, the RDF of the same box tiled 2 x 2 x 2 (where half the box is twice as far); an ideal
+    gas gives g = 1 on average there."""
+    from xtb_liquid import com_rdf_frame
+    rng = np.random.default_rng(0)
+    edge, n = 11.0, 9
+    centres = rng.uniform(0, edge, (n, 3))
+    positions = np.repeat(centres, 2, axis=0) + np.tile([[0.3, 0, 0], [-0.3, 0, 0]], (n, 1))
+    molecule, masses = np.repeat(np.arange(n), 2), np.ones(2 * n)
+    edges = np.arange(0.0, 0.9 * edge, 0.5)
+    small = com_rdf_frame(positions, molecule, masses, edge, edges)
+    shifts = edge * np.array(list(np.ndindex(2, 2, 2)))
+    tiled = np.concatenate([positions + shift for shift in shifts])
+    big = com_rdf_frame(tiled, np.concatenate([molecule + n * k for k in range(8)]), np.ones(len(tiled)), 2 * edge, edges)
+    np.testing.assert_allclose(small, big * (8 * n - 1) / (8 * (n - 1)), rtol=1e-12)   # pair densities differ
+    gas = np.mean([com_rdf_frame(rng.uniform(0, edge, (2 * n, 3)), molecule, masses, edge, edges)
+                   for _ in range(300)], axis=0)
+    assert abs(gas[edges[1:] > 3].mean() - 1.0) < 0.05
+
+
 def test_xtb_liquid_start_is_a_model_frame_of_whole_molecules_at_the_density(tmp_path):
     """``start``: 2 EC + 1 EMC at 1.0 g/mL (a 7.8 Å box, between one and two cutoffs of the model),
     a few fs of the model's NVT, written as its label beside the other labels of the file, molecules
