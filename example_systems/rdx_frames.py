@@ -10,7 +10,9 @@ uniform in ±``--strain``, off-diagonal in ±``--shear``) and moves every molecu
 body (its centre follows the strain, as a barostat moves molecules; ``--affine`` strains the
 molecules too), then displaces every atom by a Gaussian of ``--rattle`` Å per component. So the
 frames span the stresses that an anisotropic barostat meets; the model's own MD (300 K, 450 K,
-melt) adds thermal configurations in the following rounds. On the relaxed cell, 60 rigid frames
+melt) adds thermal configurations in the following rounds. ``--tension`` draws expansions
+larger than ``--strain`` (molecular layers pulled apart): a model that has seen only the crystal
+may find separated layers lower in energy than the crystal (rdx-xtb v2 did, see docs/rdx.md). On the relaxed cell, 60 rigid frames
 gave pressures from 0 to 6.4 GPa and 60 affine ones from -6.7 to +16.5 GPa; the 0.05 Å rattle of
 both gives forces far above thermal ones (RMS 2.9 and 3.1 eV/Å).
 
@@ -42,15 +44,17 @@ def read_cell(path: str) -> Atoms:
 
 
 def strained_frames(atoms: Atoms, count: int, strain: float, shear: float, rattle: float, seed: int,
-                    prefix: str = "rdx-strained", affine: bool = False):
-    """``count`` copies of ``atoms`` under random symmetric strains, molecules moved rigidly (or,
-    with ``affine``, strained with the cell), rattled (see the module)."""
+                    prefix: str = "rdx-strained", affine: bool = False, tension: float = None):
+    """``count`` copies of ``atoms`` under random symmetric strains (diagonal in [-strain, tension],
+    tension defaults to strain), molecules moved rigidly (or, with ``affine``, strained with the
+    cell), rattled (see the module)."""
+    tension = strain if tension is None else tension
     molecules = atoms.arrays["molID"]
     centres = np.array([atoms.positions[molecules == m].mean(0) for m in range(molecules.max() + 1)])[molecules]
     rng = np.random.default_rng(seed)
     frames = []
     for k in range(count):
-        epsilon = np.diag(rng.uniform(-strain, strain, 3))
+        epsilon = np.diag(rng.uniform(-strain, tension, 3))
         off = rng.uniform(-shear, shear, 3)
         epsilon[0, 1] = epsilon[1, 0] = off[0]
         epsilon[0, 2] = epsilon[2, 0] = off[1]
@@ -60,7 +64,8 @@ def strained_frames(atoms: Atoms, count: int, strain: float, shear: float, rattl
         frame.set_cell(atoms.cell.array @ deformation, scale_atoms=False)
         moved = atoms.positions @ deformation if affine else atoms.positions - centres + centres @ deformation
         frame.positions = moved + rng.normal(0.0, rattle, atoms.positions.shape)
-        frame.info.update(label_id=f"{prefix}-{k:05d}", config_type="crystal-affine" if affine else "crystal-strained",
+        kind = "crystal-affine" if affine else "crystal-expanded" if tension > strain else "crystal-strained"
+        frame.info.update(label_id=f"{prefix}-{k:05d}", config_type=kind,
                           strain=" ".join(f"{v:.5f}" for v in epsilon[np.triu_indices(3)]))
         frames.append(frame)
     return frames
@@ -73,6 +78,8 @@ def main(argv=None) -> list:
     parser.add_argument("--output", required=True, help="extended XYZ to write")
     parser.add_argument("--count", type=int, default=60)
     parser.add_argument("--strain", type=float, default=0.03, help="largest diagonal strain")
+    parser.add_argument("--tension", type=float, help="largest diagonal expansion (default: --strain); e.g. "
+                        "0.5 pulls molecular layers apart, where a model trained near the crystal has no data")
     parser.add_argument("--shear", type=float, default=0.02, help="largest off-diagonal strain")
     parser.add_argument("--rattle", type=float, default=0.05, help="Å, Gaussian displacement per component")
     parser.add_argument("--seed", type=int, default=1)
@@ -80,7 +87,7 @@ def main(argv=None) -> list:
     parser.add_argument("--affine", action="store_true", help="strain the molecules with the cell")
     args = parser.parse_args(argv)
     frames = strained_frames(read_cell(args.cell), args.count, args.strain, args.shear, args.rattle, args.seed,
-                             args.prefix, args.affine)
+                             args.prefix, args.affine, args.tension)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     write(args.output, frames, format="extxyz")
     print(f"wrote {len(frames)} frames of {len(frames[0])} atoms to {args.output}")

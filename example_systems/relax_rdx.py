@@ -1,6 +1,7 @@
 """α-RDX relaxed with GFN2-xTB (tblite) with its Pbca symmetry held: the cell the models must reproduce.
 
     python example_systems/relax_rdx.py [--fmax 0.01] [--output example_systems/rdx-gfn2.json]
+    python example_systems/relax_rdx.py --calculator model --model rdx-xtb --output benchmarks/results/rdx_relaxed/rdx-xtb.json
 
 The variables are the three cell lengths and the fractional coordinates of the 21 atoms of the
 asymmetric unit; the eight Pbca operations (``build_rdx.PBCA``) make the 168 atoms of the cell from
@@ -124,13 +125,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--smax", type=float, default=0.02, help="GPa, largest diagonal stress")
     parser.add_argument("--max-evaluations", type=int, default=300)
     parser.add_argument("--output", default=os.path.join(HERE, "rdx-gfn2.json"))
-    parser.add_argument("--calculator", default="gfn2", choices=["gfn2", "lj"],
-                        help="lj: a Lennard-Jones stand-in, for testing the script")
+    parser.add_argument("--calculator", default="gfn2", choices=["gfn2", "model", "lj"],
+                        help="model: a CGAA model (--model) through training.calculator; "
+                             "lj: a Lennard-Jones stand-in, for testing the script")
+    parser.add_argument("--model", default="rdx-xtb", help="with --calculator model: model file or shipped name")
     args = parser.parse_args(argv)
     labels, elements, fractional = read_asymmetric_unit()
     cell = PbcaCell(elements, fractional)
     if args.calculator == "gfn2":
         calculator, method = tblite_calculator(), "GFN2-xTB (tblite), accuracy 1, electronic temperature 300 K"
+    elif args.calculator == "model":
+        sys.path.insert(0, os.path.dirname(HERE))
+        from training.calculator import CGAACalculator
+        calculator, method = CGAACalculator(args.model), f"CGAA model {os.path.basename(args.model)} (float64)"
     else:
         from ase.calculators.lj import LennardJones
         calculator, method = LennardJones(sigma=1.2, epsilon=0.01, rc=5.0, smooth=True), "Lennard-Jones stand-in"

@@ -257,3 +257,41 @@ def test_bad_input_is_named(tmp_path):
     pdb = app.PDBFile(os.path.join(ROOT, "example_systems", "rdx.pdb"))
     with pytest.raises(ValueError, match="twice the cutoff"):
         CGAAPotential.load("rdx-xtb").createSystem(pdb.topology)
+
+
+@pytest.mark.slow
+def test_relaxation_with_a_model_and_expanded_frames(tmp_path):
+    """relax_rdx takes a CGAA model as its calculator (its first energy is the ASE calculator's on
+    the paper's cell); rdx_frames --tension draws expansions up to the tension, compressions down
+    to -strain only, molecules rigid."""
+    import torch
+    from cgaa_openmm.model import CGAAModel
+    from cgaa_openmm.modelfile import save_model
+    from rdx_frames import main as frames
+    from relax_rdx import main as relax
+    from training.calculator import CGAACalculator
+    torch.manual_seed(0)
+    model = CGAAModel([1, 6, 7, 8], [-10.0, -48.0, -60.0, -100.0], channels=8, lmax=1, embed_layers=1,
+                      interactions=1, grain_cutoff=6.0).eval()
+    save_model(str(tmp_path / "tiny.pt"), model, {"grains": "molecule"})
+    record = relax(["--calculator", "model", "--model", str(tmp_path / "tiny.pt"), "--max-evaluations", "3",
+                    "--output", str(tmp_path / "relaxed.json")])
+    assert record["method"] == "CGAA model tiny.pt (float64)"
+    from ase import Atoms
+    from build_rdx import read_asymmetric_unit, unit_cell
+    labels, elements, fractional = read_asymmetric_unit()
+    cell = Atoms(elements * 8, positions=unit_cell(labels, elements, fractional).reshape(-1, 3), cell=CELL, pbc=True)
+    cell.calc = CGAACalculator(str(tmp_path / "tiny.pt"))
+    assert record["history"][0]["energy_eV"] == pytest.approx(cell.get_potential_energy(), rel=1e-9)
+    expanded = frames(["--cell", os.path.join(ROOT, "example_systems", "rdx-gfn2.pdb"), "--count", "20",
+                       "--tension", "0.5", "--shear", "0", "--rattle", "0", "--output", str(tmp_path / "x.xyz")])
+    strains = np.array([[float(v) for v in f.info["strain"].split()] for f in expanded])[:, [0, 3, 5]]
+    assert strains.min() >= -0.03 and strains.max() > 0.3 and strains.max() <= 0.5
+    assert {f.info["config_type"] for f in expanded} == {"crystal-expanded"}
+    start = expanded[0].copy()
+    for frame in expanded:
+        for m in range(8):
+            inside = frame.arrays["molID"] == m
+            d = frame.positions[inside] - frame.positions[inside].mean(0)
+            d0 = start.positions[inside] - start.positions[inside].mean(0)
+            np.testing.assert_allclose(d, d0, atol=1e-9)      # rigid molecules
