@@ -153,6 +153,8 @@ def main(argv=None) -> dict:
         if saved.get("best"):
             lengths, asymmetric = np.array(saved["best"]["cell_A"]), np.array(saved["best"]["asymmetric_fractional"])
 
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+
     def save(data):
         temporary = args.output + ".tmp"
         with open(temporary, "w") as file:

@@ -301,3 +301,12 @@ def test_rdx_results_evaluate_every_model_on_the_held_out_sets(tmp_path):
     assert results["lattice_gfn2_A"] == pytest.approx([12.986, 11.011, 10.669], abs=1e-3)
     assert results["lattice_experiment_A"] == [13.182, 11.574, 10.709] and results["lattice_model_A"] is None
     assert json.load(open(output)) == results
+    rdx.HELD_OUT = held_out
+    try:
+        relaxed = rdx.main(["--model", str(tmp_path / "tiny.pt"), "--output", output, "--relax",
+                            "--relax-evaluations", "3"])["models"]["tiny.pt"]["relaxed"]
+        kept = rdx.main(["--model", str(tmp_path / "tiny.pt"), "--output", output])["models"]["tiny.pt"]["relaxed"]
+    finally:
+        rdx.HELD_OUT = original
+    assert relaxed == kept and 3 <= relaxed["evaluations"] <= 5 and len(relaxed["cell_A"]) == 3   # L-BFGS-B may overrun by one
+    assert os.path.exists(tmp_path / "rdx_relaxed" / "tiny.json") and os.path.exists(tmp_path / "rdx_relaxed" / "tiny.pdb")
