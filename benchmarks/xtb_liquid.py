@@ -161,6 +161,31 @@ def make_start(args) -> Atoms:
     return frame
 
 
+def labelled_frame(atoms, molecule: np.ndarray, step: int, density: float) -> Atoms:
+    """The box now with its GFN2-xTB labels, as the training data holds them: ``energy_xtb`` (eV),
+    ``forces_xtb`` (eV/Å), ``stress_xtb`` (eV/Å^3, ASE's sign, 3 x 3 flattened), ``molID``."""
+    frame = Atoms(numbers=atoms.numbers, positions=atoms.get_positions(), cell=atoms.cell, pbc=True)
+    frame.arrays["molID"] = molecule.copy()
+    frame.arrays["forces_xtb"] = atoms.get_forces()
+    frame.info.update(label_id=f"xtb-nvt-{density:.3f}-{step:05d}", step=step, density_g_per_mL=density,
+                      config_type="xtb-liquid-nvt", energy_xtb=atoms.get_potential_energy(),
+                      stress_xtb=atoms.get_stress(voigt=False).ravel())
+    return frame
+
+
+def save_frames(path: str, new: list, step: int) -> None:
+    """Rewrite ``path`` (extxyz, xz) with its frames and the ``new`` ones, made since the last save
+    and up to ``step``. Frames of a run cut between this write and its state's (steps from the first
+    new one on, or past ``step``) are dropped: the continued run makes them again."""
+    from ase.io import write
+    first = new[0].info["step"] if new else step + 1
+    kept = [f for f in read(path, index=":") if f.info["step"] < first] if os.path.exists(path) else []
+    if new or kept:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write(path + ".tmp.xz", kept + new, format="extxyz")
+        os.replace(path + ".tmp.xz", path)
+
+
 def run(args) -> dict:
     from ase.md.langevin import Langevin
     from ase.constraints import FixCom
@@ -193,6 +218,8 @@ def run(args) -> dict:
     atoms.set_constraint(FixCom())
     dyn = Langevin(atoms, timestep=args.timestep * units.fs, temperature_K=args.temperature,
                    friction=args.friction / (1000 * units.fs), fixcm=False, rng=rng)
+    frames_path = os.path.join(os.path.dirname(path), "frames.xyz.xz")
+    pending = []
     edge = float(atoms.cell[0, 0])
     edges = np.arange(0.0, 10 * args.r_max + 1e-9, 10 * args.bin_width)
     total = round(1000 * (args.settle_ps + args.production_ps) / args.timestep)
@@ -215,6 +242,8 @@ def run(args) -> dict:
             molecular + molecular_kinetic(atoms, molecule) / (3 * volume) * KBAR_PER_EV_PER_A3, 4))
         series["temperature_K"].append(round(2 * kinetic / (dof * units.kB), 2))
         series["potential_eV"].append(round(atoms.get_potential_energy(), 5))
+        if args.frame_every and data["step"] % args.frame_every == 0:
+            pending.append(labelled_frame(atoms, molecule, data["step"], args.density))
         if series["time_ps"][-1] > args.settle_ps + 1e-9:
             g = com_rdf_frame(positions, molecule, element_masses, edge, edges)
             data["rdf_sum"] = (g if data["rdf_sum"] is None else np.array(data["rdf_sum"]) + g).tolist()
@@ -223,6 +252,8 @@ def run(args) -> dict:
         if data["step"] % args.save_steps == 0 or last:
             data.update(positions_A=positions.tolist(), momenta=atoms.get_momenta().tolist(),
                         rng_state=rng.bit_generator.state, rdf_r_nm=(0.05 * (edges[1:] + edges[:-1])).tolist())
+            save_frames(frames_path, pending, data["step"])
+            pending = []
             write_atomic(path, json.dumps(data, separators=(",", ":")))
             print(f"rho {args.density}: step {data['step']}/{total}, {series['time_ps'][-1]:.3f} ps, "
                   f"P_mol {series['pressure_molecular_kbar'][-1]:+.2f} kbar, T {series['temperature_K'][-1]:.0f} K, "
@@ -324,6 +355,8 @@ def main(argv=None):
     parser.add_argument("--r-max", type=float, default=0.9, help="nm, RDF range (periodic images count)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save-steps", type=int, default=10)
+    parser.add_argument("--frame-every", type=int, default=10,
+                        help="steps between labelled frames kept in rho-DENSITY/frames.xyz.xz (training data; 0: none)")
     parser.add_argument("--max-minutes", type=float, help="stop (saved) after this wall time")
     parser.add_argument("--source", default=SOURCE, help="extxyz holding the start box")
     parser.add_argument("--ec", type=int, default=3, help="start: EC molecules")

@@ -246,9 +246,10 @@ def test_xtb_liquid_start_is_a_model_frame_of_whole_molecules_at_the_density(tmp
 
 def test_xtb_liquid_script_continues_its_run_and_reports_a_crossing(tmp_path):
     """Two small boxes (2 EC + 1 EMC) at two densities, GFN2-xTB NVT for a few steps, one continued:
-    pressures finite, the series continued, a 1-bar density from the fit."""
+    pressures finite, the series continued, labelled frames kept once each (a frame written by a
+    run cut before its state was saved is made again), a 1-bar density from the fit."""
     from ase import Atoms
-    from ase.io import write
+    from ase.io import read, write
     from xtb_liquid import main
     _, templates, placed, edge = small_box(tmp_path, {"EC": 2, "EMC": 1}, density=1.0)
     numbers = np.concatenate([templates[name].numbers for name, _ in placed])
@@ -258,11 +259,20 @@ def test_xtb_liquid_script_continues_its_run_and_reports_a_crossing(tmp_path):
     write(tmp_path / "small.xyz", atoms)
     common = ["--source", str(tmp_path / "small.xyz"), "--start", "small", "--states", str(tmp_path / "states"),
               "--settle-ps", "0.002", "--save-steps", "2", "--blocks", "2", "--bin-width", "0.05"]
-    main(["run", "--density", "1.0", "--production-ps", "0.004"] + common)
-    continued = main(["run", "--density", "1.0", "--production-ps", "0.006"] + common)
+    main(["run", "--density", "1.0", "--production-ps", "0.004", "--frame-every", "1"] + common)
+    frames_path = tmp_path / "states" / "rho-1.000" / "frames.xyz.xz"
+    stale = read(str(frames_path), index=":")
+    stale.append(stale[-1].copy())
+    stale[-1].info.update(step=4, energy_xtb=0.0)   # as if a run had written step 4's frame, then been cut
+    write(str(frames_path), stale, format="extxyz")
+    continued = main(["run", "--density", "1.0", "--production-ps", "0.006", "--frame-every", "1"] + common)
     assert continued["step"] == 4 and len(continued["series"]["time_ps"]) == 4
     assert continued["series"]["time_ps"] == [0.002, 0.004, 0.006, 0.008]
     assert continued["rdf_frames"] == 3
+    frames = read(str(frames_path), index=":")
+    assert [f.info["step"] for f in frames] == [1, 2, 3, 4]
+    assert [f.info["energy_xtb"] for f in frames] == pytest.approx(continued["series"]["potential_eV"], abs=1e-5)
+    assert frames[0].arrays["forces_xtb"].shape == (len(frames[0]), 3) and frames[0].info["stress_xtb"].shape == (9,)
     main(["run", "--density", "1.2", "--production-ps", "0.006"] + common)
     result = main(["report", "--output", str(tmp_path / "xtb_liquid.json")] + common[4:6] + ["--blocks", "2"])
     assert result["densities_g_per_mL"] == [1.0, 1.2]
