@@ -12,7 +12,9 @@ molecules too), then displaces every atom by a Gaussian of ``--rattle`` Å per c
 frames span the stresses that an anisotropic barostat meets; the model's own MD (300 K, 450 K,
 melt) adds thermal configurations in the following rounds. ``--tension`` draws expansions
 larger than ``--strain`` (molecular layers pulled apart): a model that has seen only the crystal
-may find separated layers lower in energy than the crystal (rdx-xtb v2 did, see docs/rdx.md). On the relaxed cell, 60 rigid frames
+may find separated layers lower in energy than the crystal (rdx-xtb v2 did, see docs/rdx.md).
+``--relaxation JSON`` instead rebuilds ``--count`` cells along a relaxation path of
+``relax_rdx.py`` (a model's own minimum search), to label where the model went wrong. On the relaxed cell, 60 rigid frames
 gave pressures from 0 to 6.4 GPa and 60 affine ones from -6.7 to +16.5 GPa; the 0.05 Å rattle of
 both gives forces far above thermal ones (RMS 2.9 and 3.1 eV/Å).
 
@@ -71,6 +73,31 @@ def strained_frames(atoms: Atoms, count: int, strain: float, shear: float, rattl
     return frames
 
 
+def relaxation_frames(path: str, count: int, rattle: float, seed: int, prefix: str) -> list:
+    """``count`` cells along a relaxation path (``relax_rdx.py``'s JSON, evaluations evenly spaced
+    from the first to the last), rebuilt from their cell lengths and asymmetric-unit coordinates,
+    one ``molID`` per molecule, rattled by ``rattle`` Å: where a model's own minimum search went."""
+    import json
+    from build_rdx import read_asymmetric_unit
+    from relax_rdx import PbcaCell
+    with open(path) as file:
+        history = [step for step in json.load(file)["history"] if "asymmetric_fractional" in step]
+    if len(history) < count:
+        raise SystemExit(f"{path}: {len(history)} evaluations with coordinates, fewer than --count {count} "
+                         f"(relax again with this relax_rdx.py: it keeps every evaluation's coordinates)")
+    _, elements, fractional = read_asymmetric_unit()
+    cell = PbcaCell(elements, fractional)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in np.linspace(0, len(history) - 1, count).round().astype(int):
+        frame = cell.atoms(np.array(history[k]["cell_A"]), np.array(history[k]["asymmetric_fractional"]))
+        frame.arrays["molID"] = np.repeat(np.arange(8), len(fractional))
+        frame.positions = frame.positions + rng.normal(0.0, rattle, frame.positions.shape)
+        frame.info.update(label_id=f"{prefix}-{k:05d}", config_type="relaxation-path", evaluation=int(k))
+        frames.append(frame)
+    return frames
+
+
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", default=os.path.join(HERE, "rdx.pdb"),
@@ -85,9 +112,13 @@ def main(argv=None) -> list:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--prefix", default="rdx-strained", help="label_id prefix")
     parser.add_argument("--affine", action="store_true", help="strain the molecules with the cell")
+    parser.add_argument("--relaxation", help="instead: cells along this relax_rdx.py JSON's path")
     args = parser.parse_args(argv)
-    frames = strained_frames(read_cell(args.cell), args.count, args.strain, args.shear, args.rattle, args.seed,
-                             args.prefix, args.affine, args.tension)
+    if args.relaxation:
+        frames = relaxation_frames(args.relaxation, args.count, args.rattle, args.seed, args.prefix)
+    else:
+        frames = strained_frames(read_cell(args.cell), args.count, args.strain, args.shear, args.rattle, args.seed,
+                                 args.prefix, args.affine, args.tension)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     write(args.output, frames, format="extxyz")
     print(f"wrote {len(frames)} frames of {len(frames[0])} atoms to {args.output}")
