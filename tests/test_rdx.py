@@ -262,7 +262,8 @@ def test_bad_input_is_named(tmp_path):
 @pytest.mark.slow
 def test_relaxation_with_a_model_and_expanded_frames(tmp_path):
     """relax_rdx takes a CGAA model as its calculator (its first energy is the ASE calculator's on
-    the paper's cell); rdx_frames --tension draws expansions up to the tension, compressions down
+    the paper's cell), and rdx_frames --relaxation rebuilds the cells of its path (same energies);
+    rdx_frames --tension draws expansions up to the tension, compressions down
     to -strain only, molecules rigid."""
     import torch
     from cgaa_openmm.model import CGAAModel
@@ -283,6 +284,13 @@ def test_relaxation_with_a_model_and_expanded_frames(tmp_path):
     cell = Atoms(elements * 8, positions=unit_cell(labels, elements, fractional).reshape(-1, 3), cell=CELL, pbc=True)
     cell.calc = CGAACalculator(str(tmp_path / "tiny.pt"))
     assert record["history"][0]["energy_eV"] == pytest.approx(cell.get_potential_energy(), rel=1e-9)
+    path = frames(["--relaxation", str(tmp_path / "relaxed.json"), "--count", "2", "--rattle", "0",
+                   "--output", str(tmp_path / "path.xyz")])
+    for frame, step in zip(path, (record["history"][0], record["history"][-1])):
+        frame.calc = CGAACalculator(str(tmp_path / "tiny.pt"))
+        # the path keeps fractions to 1e-6 (1e-5 Å): energies to 1e-3 eV of 8e3
+        assert frame.get_potential_energy() == pytest.approx(step["energy_eV"], abs=1e-3)
+        assert list(np.bincount(frame.arrays["molID"])) == [21] * 8
     expanded = frames(["--cell", os.path.join(ROOT, "example_systems", "rdx-gfn2.pdb"), "--count", "20",
                        "--tension", "0.5", "--shear", "0", "--rattle", "0", "--output", str(tmp_path / "x.xyz")])
     strains = np.array([[float(v) for v in f.info["strain"].split()] for f in expanded])[:, [0, 3, 5]]
