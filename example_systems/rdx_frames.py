@@ -91,7 +91,6 @@ def relaxation_frames(path: str, count: int, rattle: float, seed: int, prefix: s
     frames = []
     for k in np.linspace(0, len(history) - 1, count).round().astype(int):
         frame = cell.atoms(np.array(history[k]["cell_A"]), np.array(history[k]["asymmetric_fractional"]))
-        frame.arrays["molID"] = np.repeat(np.arange(8), len(fractional))
         frame.positions = frame.positions + rng.normal(0.0, rattle, frame.positions.shape)
         frame.info.update(label_id=f"{prefix}-{k:05d}", config_type="relaxation-path", evaluation=int(k))
         frames.append(frame)

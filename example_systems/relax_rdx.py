@@ -51,9 +51,12 @@ class PbcaCell:
         return (asymmetric[None] * self.rotations[:, None] + self.offsets[:, None]).reshape(-1, 3)
 
     def atoms(self, lengths: np.ndarray, asymmetric: np.ndarray):
-        """ASE Atoms of the periodic cell."""
+        """ASE Atoms of the periodic cell, with a ``molID`` per molecule: the grains stay the
+        molecules however far a calculator's search distorts them (bond perception would not)."""
         from ase import Atoms
-        return Atoms(self.elements, scaled_positions=self.fractional(asymmetric), cell=np.diag(lengths), pbc=True)
+        atoms = Atoms(self.elements, scaled_positions=self.fractional(asymmetric), cell=np.diag(lengths), pbc=True)
+        atoms.arrays["molID"] = np.repeat(np.arange(len(PBCA)), len(self.elements) // len(PBCA))
+        return atoms
 
     def gradient(self, lengths: np.ndarray, forces: np.ndarray, stress: np.ndarray) -> tuple:
         """dE/dL (3,) and dE/d(asymmetric fractions) (21, 3) from the cell's forces (eV/Å) and
