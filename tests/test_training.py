@@ -468,3 +468,16 @@ def test_evaluate_and_train_on_an_ase_written_file_without_keys(tmp_path, small_
         runs.append(load_model(str(tmp_path / f"{name}.pt"))[0].state_dict())
     for key in runs[0]:      # the same data: the same weights (to float32 summation order)
         torch.testing.assert_close(runs[0][key], runs[1][key], rtol=1e-5, atol=1e-6)
+
+
+def test_an_ase_index_after_at_selects_frames_and_a_missing_file_is_named(tmp_path, small_frames):
+    path = str(tmp_path / "frames.xyz.xz")
+    write(path, small_frames)
+    whole = read_configs(path, "energy_xtb", "forces_xtb")
+    head = read_configs(path + "@:2", "energy_xtb", "forces_xtb")
+    tail = read_configs(path + "@2:", "energy_xtb", "forces_xtb")
+    assert len(head) == 2 and len(head) + len(tail) == len(whole) > 2
+    assert [c.energy for c in head + tail] == [c.energy for c in whole]
+    assert [c.energy for c in read_configs(path + "@-1", "energy_xtb", "forces_xtb")] == [whole[-1].energy]
+    with pytest.raises(DataError, match="not found: .*missing.xyz@:2"):
+        read_configs(str(tmp_path / "missing.xyz@:2"))

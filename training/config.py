@@ -18,7 +18,8 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
     # Data
     "train_file": (None, "extended XYZ with reference energies and forces (required)"),
     "extra_train_files": ([], "more extended XYZ files joined to train_file before the split (same keys), "
-                              "e.g. labelled clusters of the model's own MD frames"),
+                              "e.g. labelled clusters of the model's own MD frames; any file name may end in an ASE "
+                              "index, frames.xyz.xz@:50"),
     "valid_file": (None, "extended XYZ used for validation; default: a split of train_file"),
     "test_file": (None, "extended XYZ evaluated once with the final model"),
     "energy_key": (None, "per-configuration key of the total energy, in info or the calculator results ASE "

@@ -7,6 +7,7 @@ from bond perception (covalent radii) or are single atoms. Isolated-atom
 configurations (``config_type=IsolatedAtom``) give the per-element reference
 energies E0.
 """
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
@@ -48,9 +49,12 @@ class Config:
 
 
 def read_frames(path: str) -> list:
-    """All configurations of an extended XYZ file as ``ase.Atoms``, with a clear error if unreadable."""
+    """The configurations of an extended XYZ file as ``ase.Atoms``, with a clear error if unreadable.
+
+    All of them, or those of an ASE index after ``@`` (``frames.xyz.xz@:50``, ``frames.xyz.xz@50:``)."""
     try:
-        return read(path, index=":")
+        frames = read(path) if "@" in os.path.basename(path) else read(path, index=":")
+        return frames if isinstance(frames, list) else [frames]
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
     except Exception as error:  # ASE raises many types (KeyError for an unknown element symbol, ...)
