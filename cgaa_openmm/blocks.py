@@ -3,6 +3,7 @@
 Lengths in Å. Feature irreps are e3nn ``o3.Irreps``; every block is
 TorchScript-compatible (compiled with ``e3nn.util.jit.script``).
 """
+import functools
 import math
 from typing import List
 
@@ -124,6 +125,21 @@ def from_channels(t: torch.Tensor, lmax: int) -> torch.Tensor:
     return torch.cat(blocks, dim=1)
 
 
+@functools.lru_cache(maxsize=None)
+def channelwise_couplings(lmax: int) -> torch.Tensor:
+    """(paths, D^3) float64: the Wigner-3j coupling l1 x l2 -> l3 of every path (l <= lmax,
+    parity (-1)^l), normalised as e3nn's ("component" irreps, "element" paths)."""
+    dim = (lmax + 1) ** 2
+    paths = [(l1, l2, l3) for l1 in range(lmax + 1) for l2 in range(lmax + 1) for l3 in range(lmax + 1)
+             if abs(l1 - l2) <= l3 <= l1 + l2 and (l1 + l2 - l3) % 2 == 0]
+    fan_in = [sum(1 for path in paths if path[2] == l) for l in range(lmax + 1)]
+    coupling = torch.zeros(len(paths), dim, dim, dim, dtype=torch.float64)
+    for p, (l1, l2, l3) in enumerate(paths):
+        coupling[p, l1 * l1:(l1 + 1) ** 2, l2 * l2:(l2 + 1) ** 2, l3 * l3:(l3 + 1) ** 2] = (
+            o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * math.sqrt((2 * l3 + 1) / fan_in[l3]))
+    return coupling.reshape(len(paths), dim * dim * dim)
+
+
 class ChannelwiseProduct(torch.nn.Module):
     """Every coupling l1 x l2 -> l3 (parity (-1)^l, l <= lmax) of two features with the same
     channels, channel by channel, with one learned weight per coupling and channel: a body-ordered
@@ -137,19 +153,19 @@ class ChannelwiseProduct(torch.nn.Module):
 
     def __init__(self, channels: int, lmax: int):
         super().__init__()
-        dim = (lmax + 1) ** 2
-        paths = [(l1, l2, l3) for l1 in range(lmax + 1) for l2 in range(lmax + 1) for l3 in range(lmax + 1)
-                 if abs(l1 - l2) <= l3 <= l1 + l2 and (l1 + l2 - l3) % 2 == 0]
-        fan_in = [sum(1 for path in paths if path[2] == l) for l in range(lmax + 1)]
-        coupling = torch.zeros(len(paths), dim, dim, dim, dtype=torch.float64)
-        for p, (l1, l2, l3) in enumerate(paths):
-            coupling[p, l1 * l1:(l1 + 1) ** 2, l2 * l2:(l2 + 1) ** 2, l3 * l3:(l3 + 1) ** 2] = (
-                o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * math.sqrt((2 * l3 + 1) / fan_in[l3]))
-        # Constants of lmax, not weights: built in float64 and not saved, so that a model cast to
-        # float64 keeps them exact.
-        self.register_buffer("coupling", coupling.reshape(len(paths), dim * dim * dim), persistent=False)
-        self.weight = torch.nn.Parameter(torch.randn(len(paths), channels))
-        self.channels, self.dim = int(channels), dim
+        coupling = channelwise_couplings(lmax)
+        # Constants of lmax, not weights: float64 and not saved. ``_apply`` keeps them exact when the
+        # module is cast, so that a float32 model cast to float64 computes as one built in float64.
+        self.register_buffer("coupling", coupling.clone(), persistent=False)
+        self.weight = torch.nn.Parameter(torch.randn(coupling.shape[0], channels))
+        self.channels, self.dim, self.lmax = int(channels), (lmax + 1) ** 2, int(lmax)
+
+    def _apply(self, fn, recurse=True):
+        """As ``nn.Module._apply`` (``.to``, ``.float``, ``.double``, ``.cuda``), but the couplings
+        only change device: a cast to float32 and back would round them to float32 (1.5e-8)."""
+        super()._apply(fn, recurse)
+        self.coupling = channelwise_couplings(self.lmax).to(self.coupling.device, copy=True)
+        return self
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         kernel = self.weight.t() @ self.coupling.to(self.weight.dtype)

@@ -7,7 +7,7 @@ import torch
 from e3nn import o3
 from e3nn.util.jit import script
 
-from cgaa_openmm.blocks import ChannelwiseProduct, from_channels, to_channels
+from cgaa_openmm.blocks import ChannelwiseProduct, channelwise_couplings, from_channels, to_channels
 from cgaa_openmm.graph import intra_pairs, neighbour_table
 from cgaa_openmm.neighbors import check_box, neighbor_pairs, perpendicular_widths
 from cgaa_openmm.torchforce import CGAACore, compiled_core, plain_executor
@@ -173,6 +173,25 @@ def test_channelwise_product_equals_e3nn_tensor_product(lmax):
     assert reference(a, b).abs().max() > 1.0
     # e3nn builds its Wigner 3j in float32 before the cast: agreement to float32 precision.
     torch.testing.assert_close(ours, reference(a, b), rtol=1e-6, atol=1e-6)
+
+
+def test_a_model_cast_to_float32_and_back_computes_as_one_kept_in_float64(clusters):
+    """The Wigner-3j couplings of blocks.ChannelwiseProduct are constants, not weights: a model
+    loaded in float32 (as model files are) and cast to float64 keeps them exact, so its energy and
+    forces are those of the float64 model with the same weights (they were 1.5e-8 apart, which
+    showed as OpenMM vs training-path differences of 1e-10 in energy)."""
+    hp = dict(embed_kind="density", embed_layers=1, density_channels=4, grain_products=1)
+    back, kept = make_model(**hp).float().double(), make_model(**hp)
+    kept.load_state_dict(back.state_dict())
+    products = [m for m in back.modules() if isinstance(m, ChannelwiseProduct)]
+    assert len(products) == 4
+    for product in products:
+        assert product.coupling.dtype == torch.float64
+        assert torch.equal(product.coupling, channelwise_couplings(2))
+    atoms = clusters[0]
+    e_back, f_back = energy_forces(make_module(atoms, back), atoms.positions)
+    e_kept, f_kept = energy_forces(make_module(atoms, kept), atoms.positions)
+    assert e_back == e_kept and np.array_equal(f_back, f_kept)
 
 
 def brute_force_pairs(points, cell, cutoff):
