@@ -53,6 +53,10 @@ STATES = os.path.join(HERE, "results", "xtb_liquid")
 #: The model frame the runs start from (``start``), and its label.
 SOURCE = os.path.join(STATES, "start.xyz")
 START = "model-ec3-emc6"
+#: Where the runs of CGAA models (``--calculator MODEL``) and their reports live.
+MODEL_RESULTS = os.path.join(HERE, "results", "model_liquid")
+#: ``--calculator`` of the reference runs; any other is a CGAA model, run the same way.
+XTB = "GFN2-xTB"
 KBAR_PER_EV_PER_A3 = BAR_PER_EV_PER_A3 / 1e3
 #: Settings a continued run must share with the run it continues.
 RUN_KEYS = ("density_g_per_mL", "temperature_K", "timestep_fs", "hydrogen_mass_amu", "friction_per_ps",
@@ -186,16 +190,27 @@ def save_frames(path: str, new: list, step: int) -> None:
         os.replace(path + ".tmp.xz", path)
 
 
+def calculator(name: str):
+    """Periodic GFN2-xTB (tblite 0.8.0, electronic temperature 300 K), or the CGAA model ``name``
+    (a shipped name or a model file; float32, training.calculator.CGAACalculator)."""
+    if name == XTB:
+        from tblite.ase import TBLite
+        return TBLite(method="GFN2-xTB", charge=0.0, multiplicity=1, verbosity=0, accuracy=1.0,
+                      electronic_temperature=300.0)
+    import torch
+    from training.calculator import CGAACalculator
+    return CGAACalculator(name, dtype=torch.float32)
+
+
 def run(args) -> dict:
     from ase.md.langevin import Langevin
     from ase.constraints import FixCom
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
-    from tblite.ase import TBLite
     settings = dict(density_g_per_mL=args.density, temperature_K=args.temperature, timestep_fs=args.timestep,
                     hydrogen_mass_amu=args.hydrogen_mass or None, friction_per_ps=args.friction,
                     settle_ps=args.settle_ps, start=args.start, seed=args.seed, bin_width_nm=args.bin_width,
                     r_max_nm=args.r_max,
-                    electronic_temperature_K=300.0)
+                    electronic_temperature_K=300.0, calculator=args.calculator)
     path = os.path.join(args.states, f"rho-{args.density:.3f}", "run.json")
     atoms = start_box(args.density, args.start, args.source)
     molecule = atoms.arrays["molID"]
@@ -203,6 +218,9 @@ def run(args) -> dict:
     atoms.set_masses(hmr_masses(atoms, args.hydrogen_mass))
     rng = np.random.default_rng(args.seed)
     data = saved_run(path, settings, RUN_KEYS)
+    if data is not None and data["settings"].get("calculator", XTB) != args.calculator:
+        raise SystemExit(f"{path} holds a run of {data['settings'].get('calculator', XTB)}, not of {args.calculator}: "
+                         f"choose another --states folder")
     if data is not None:
         atoms.set_positions(np.array(data["positions_A"]))
         atoms.set_momenta(np.array(data["momenta"]))
@@ -213,8 +231,7 @@ def run(args) -> dict:
         data = dict(settings=settings, step=0, series=dict(time_ps=[], pressure_molecular_kbar=[],
                     pressure_atomic_kbar=[], temperature_K=[], potential_eV=[]), s_per_step=[],
                     rdf_sum=None, rdf_frames=0)
-    atoms.calc = TBLite(method="GFN2-xTB", charge=0.0, multiplicity=1, verbosity=0, accuracy=1.0,
-                        electronic_temperature=300.0)
+    atoms.calc = calculator(args.calculator)
     atoms.set_constraint(FixCom())
     dyn = Langevin(atoms, timestep=args.timestep * units.fs, temperature_K=args.temperature,
                    friction=args.friction / (1000 * units.fs), fixcm=False, rng=rng)
@@ -242,7 +259,7 @@ def run(args) -> dict:
             molecular + molecular_kinetic(atoms, molecule) / (3 * volume) * KBAR_PER_EV_PER_A3, 4))
         series["temperature_K"].append(round(2 * kinetic / (dof * units.kB), 2))
         series["potential_eV"].append(round(atoms.get_potential_energy(), 5))
-        if args.frame_every and data["step"] % args.frame_every == 0:
+        if args.calculator == XTB and args.frame_every and data["step"] % args.frame_every == 0:
             pending.append(labelled_frame(atoms, molecule, data["step"], args.density))
         if series["time_ps"][-1] > args.settle_ps + 1e-9:
             g = com_rdf_frame(positions, molecule, element_masses, edge, edges)
@@ -291,8 +308,9 @@ def report(args) -> dict:
                   stderr_kbar=[r["pressure"][1] for r in runs],
                   atomic_pressure_kbar=[r["atomic"][0] for r in runs], ps_per_density=[r["ps"] for r in runs],
                   temperature_K=[r["temperature"] for r in runs], s_per_step=[r["s_per_step"] for r in runs],
-                  density_at_1bar_g_per_mL=None, crossing=None, machine=machine(),
-                  command="python benchmarks/xtb_liquid.py run --density RHO; python benchmarks/xtb_liquid.py report",
+                  density_at_1bar_g_per_mL=None, crossing=None, calculator=args.calculator, machine=machine(),
+                  command="python benchmarks/xtb_liquid.py run --density RHO; python benchmarks/xtb_liquid.py report"
+                  + ("" if args.calculator == XTB else f" (both with --calculator {args.calculator})"),
                   measured=time.strftime("%F %T"))
     if len(runs) >= 2:
         rho, p = np.array(result["densities_g_per_mL"]), np.array(result["pressure_kbar"])
@@ -309,13 +327,24 @@ def report(args) -> dict:
             result["rdf"] = {"all": [nearest["rdf_r_nm"], (np.array(nearest["rdf_sum"]) / nearest["rdf_frames"]).round(5)
                                      .tolist()]}
             result["rdf_density_g_per_mL"] = nearest["settings"]["density_g_per_mL"]
-        plot(runs, result, os.path.splitext(args.output)[0] + ".png")
+        plot(runs, result, os.path.splitext(args.output)[0] + ".png",
+             model_results(args.model_results) if args.calculator == XTB else {})
     write_atomic(args.output, json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k not in ("rdf", "machine")}, indent=1))
     return result
 
 
-def plot(runs, result, path: str) -> None:
+def model_results(folder: str) -> dict:
+    """The reports of the CGAA models' runs (``report --calculator MODEL``), by model name."""
+    found = {}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as file:
+                found[name[:-5]] = json.load(file)
+    return found
+
+
+def plot(runs, result, path: str, models: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -328,7 +357,10 @@ def plot(runs, result, path: str) -> None:
         rho = np.linspace(min(result["densities_g_per_mL"]) - 0.05, max(result["densities_g_per_mL"]) + 0.05, 20)
         left.plot(rho, result["fit_kbar"]["slope_per_g_per_mL"] * rho + result["fit_kbar"]["intercept"], lw=0.8,
                   label=f"fit: 1 bar at {result['density_at_1bar_g_per_mL']:.3f} g/mL")
-    left.set(xlabel="density (g/mL)", ylabel="P (kbar), GFN2-xTB NVT 298 K")
+    for name, model in models.items():
+        left.errorbar(model["densities_g_per_mL"], model["pressure_kbar"], yerr=model["stderr_kbar"], fmt="s",
+                      mfc="none", label=f"{name} (its own NVT)")
+    left.set(xlabel="density (g/mL)", ylabel=f"P (kbar), {result['calculator']} NVT 298 K")
     left.legend(fontsize=7)
     for r in runs:
         s = r["data"]["series"]
@@ -364,9 +396,18 @@ def main(argv=None):
     parser.add_argument("--model", default="carbonates-xtb", help="start: the model whose liquid frame starts the runs")
     parser.add_argument("--start-ps", type=float, default=4.0, help="start: ps of the model's NVT")
     parser.add_argument("--start", default=START, help="label_id of the start box in --source")
-    parser.add_argument("--states", default=STATES, help="where rho-DENSITY/run.json live")
-    parser.add_argument("--output", default=os.path.join(HERE, "results", "xtb_liquid.json"))
+    parser.add_argument("--calculator", default=XTB,
+                        help=f"run, report: {XTB} (the reference), or a CGAA model (name or file) run the same way")
+    parser.add_argument("--states", help="where rho-DENSITY/run.json live (default: results/xtb_liquid, and "
+                                         "results/model_liquid/MODEL for a model)")
+    parser.add_argument("--output", help="report: the JSON (default: results/xtb_liquid.json, "
+                                         "results/model_liquid/MODEL.json for a model)")
+    parser.add_argument("--model-results", default=MODEL_RESULTS, help="report: the models' reports to plot beside")
     args = parser.parse_args(argv)
+    name = os.path.splitext(os.path.basename(args.calculator))[0]
+    args.states = args.states or (STATES if args.calculator == XTB else os.path.join(MODEL_RESULTS, name))
+    args.output = args.output or (os.path.join(HERE, "results", "xtb_liquid.json") if args.calculator == XTB
+                                  else os.path.join(MODEL_RESULTS, name + ".json"))
     return {"start": make_start, "run": run, "report": report}[args.action](args)
 
 

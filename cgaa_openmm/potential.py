@@ -13,6 +13,7 @@ import torch
 from openmm import app, unit
 
 from .corecache import cached_core, core_key
+from .correction import TailEnergy, correction_of
 from .grains import (GrainSpec, as_openmm_topology, atom_selection, grain_groups, grain_index, grain_name,
                      hill_formula, selected_grain_groups)
 from .masses import hydrogen_partners, repartition_hydrogen_mass
@@ -220,7 +221,7 @@ class CGAAPotential:
 
     def createSystem(self, topology, grains: GrainSpec = "residue", allowUnknownGrains: bool = False,
                      removeCMMotion: bool = True, precision: str = "auto", hydrogenMass=None,
-                     positions=None) -> openmm.System:
+                     positions=None, densityCorrection: Optional[str] = None) -> openmm.System:
         """A ``System`` with the topology's masses and box, and the CGAA force (``precision``:
         see :meth:`createModule`).
 
@@ -234,8 +235,14 @@ class CGAAPotential:
         step, docs/simulate.md). A hydrogen without a bond in the topology is given the nearest
         heavy atom of its grain in ``positions`` (nm), which are used for nothing else
         (:mod:`cgaa_openmm.masses`).
+
+        ``densityCorrection`` names an opt-in correction stored with the model
+        (``metadata["density_corrections"]``; the shipped ``carbonates-xtb`` has ``"experiment"``
+        once fitted): it adds :meth:`createDensityCorrection`'s force. The default, None, is the
+        model as trained.
         """
         topology = as_openmm_topology(topology)
+        correction = self.createDensityCorrection(topology, densityCorrection, grains) if densityCorrection else None
         system = openmm.System()
         for atom in topology.atoms():
             system.addParticle(atom.element.mass if atom.element is not None else 0.0)
@@ -247,9 +254,31 @@ class CGAAPotential:
         if hydrogenMass is not None:
             partners = hydrogen_partners(topology, grain_groups(topology, grains), positions)
             repartition_hydrogen_mass(system, partners, hydrogenMass)
+        if correction is not None:
+            system.addForce(correction)
         if removeCMMotion:
             system.addForce(openmm.CMMotionRemover())
         return system
+
+    def createDensityCorrection(self, topology, name: str, grains: GrainSpec = "residue"):
+        """The model's density correction ``name`` for the periodic ``topology``, as an
+        ``openmmtorch.TorchForce`` named ``CGAADensityCorrection``: E = -c G^2 / V over the
+        topology's G grains (:mod:`cgaa_openmm.correction`). It depends on the box alone (no force
+        on any atom), so it acts through a barostat. ``ValueError`` if the model has no such
+        correction or the topology no box."""
+        import openmmtorch
+        correction = correction_of(self.metadata, name, "this model")
+        topology = as_openmm_topology(topology)
+        if topology.getPeriodicBoxVectors() is None:
+            raise ValueError(f"density correction {name!r}: the topology has no periodic box, and the "
+                             "correction is an energy of the box volume")
+        module = TailEnergy(correction["tail_eV_A3"], len(grain_groups(topology, grains)), ANGSTROM_PER_NM,
+                            KJ_PER_MOL_PER_EV)
+        force = openmmtorch.TorchForce(torch.jit.script(module))
+        force.setUsesPeriodicBoundaryConditions(True)
+        force.setOutputsForces(True)
+        force.setName("CGAADensityCorrection")
+        return force
 
     def createMixedSystem(self, topology, system: openmm.System, residues=None, atoms=None,
                           grains: GrainSpec = "residue", interpolate: bool = False, removeConstraints: bool = True,

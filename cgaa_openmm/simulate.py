@@ -61,7 +61,8 @@ MINIMIZE_TOLERANCE = 1000.0
 PLATFORM_PRECISION = {"Reference": "double", "CPU": "single"}
 #: Settings that must not change when a run is continued.
 RESUME_KEYS = ("inputs", "atoms", "model", "grains", "ensemble", "temperature", "timestep", "friction",
-               "pressure", "barostat", "barostat_interval", "trajectory_interval", "hydrogen_mass")
+               "pressure", "barostat", "barostat_interval", "trajectory_interval", "hydrogen_mass",
+               "density_correction")
 
 
 class SimulationError(Exception):
@@ -298,7 +299,7 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
              minimize_tolerance: float = MINIMIZE_TOLERANCE, report: int = 100,
              trajectory_interval: int = 100, checkpoint_interval: int = 500, seed: int = 1,
              overwrite: bool = False, precision: Optional[str] = None, hydrogen_mass: Optional[float] = None,
-             stdout=None) -> str:
+             density_correction: Optional[str] = None, stdout=None) -> str:
     """Run (or continue) MD until step ``steps``; returns the output directory.
 
     Units: K, fs, 1/ps, bar, kJ/mol/nm. ``minimize`` is the most minimiser iterations (0: none); the
@@ -312,7 +313,8 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
     on Reference, ``"single"`` on CPU (1.5-1.8x faster than the float64 model openmm-torch's
     float64 positions would select there), ``"auto"`` on OpenCL and CUDA (their ``Precision``).
     ``hydrogen_mass`` (Da) repartitions hydrogen masses (``createSystem``'s ``hydrogenMass``): 3 Da
-    allows 2 fs steps (docs/simulate.md).
+    allows 2 fs steps (docs/simulate.md). ``density_correction`` names an opt-in correction of the
+    model (``createSystem``'s ``densityCorrection``, :mod:`cgaa_openmm.correction`); it needs a box.
     """
     from .modelfile import ModelFileError
     from .potential import CGAAPotential
@@ -346,7 +348,8 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
                     pressure=pressure if ensemble == "NPT" else None,
                     barostat=barostat if ensemble == "NPT" else None,
                     barostat_interval=barostat_interval if ensemble == "NPT" else None,
-                    trajectory_interval=trajectory_interval, hydrogen_mass=hydrogen_mass)
+                    trajectory_interval=trajectory_interval, hydrogen_mass=hydrogen_mass,
+                    density_correction=density_correction)
     state = load_checkpoint(output, settings, overwrite)
     start = state.getStepCount() if state else 0
     if state and start >= steps:
@@ -361,7 +364,7 @@ def simulate(inputs: Sequence[str], output: Optional[str] = None, model: str = "
         if precision is None:
             precision = PLATFORM_PRECISION.get(platform.getName(), "auto")
         system = potential.createSystem(topology, grains=grains, precision=precision, hydrogenMass=hydrogen_mass,
-                                        positions=positions)
+                                        positions=positions, densityCorrection=density_correction)
     except ValueError as error:             # TopologyMismatchError, box too small, bad grains
         raise SimulationError(f"{name}: {error}") from error
     integrator = make_integrator(ensemble, temperature, timestep, friction)

@@ -29,6 +29,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--hydrogen-mass", type=float,
                         help="Da: repartition hydrogen masses (taken from the bonded heavy atom), e.g. 3 for 2 fs "
                              "steps (default: the elements' masses)")
+    parser.add_argument("--density-correction", metavar="NAME",
+                        help="an opt-in density correction stored with the model, e.g. experiment for "
+                             "carbonates-xtb (default: none, the model as trained)")
     parser.add_argument("--platform", default="CPU", help="OpenMM platform: Reference, CPU, OpenCL, CUDA")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and the CPU platform")
     parser.add_argument("--precision", choices=["auto", "single", "double"],

@@ -1,0 +1,94 @@
+"""Opt-in density corrections (cgaa_openmm.correction): E = -c G^2 / V as its own OpenMM force."""
+import json
+import os
+
+import numpy as np
+import openmm
+import pytest
+from openmm import app, unit
+
+from cgaa_openmm import CGAAPotential
+from cgaa_openmm.cli import main
+from cgaa_openmm.correction import KBAR_PER_EV_PER_A3, add_correction, tail_coefficient, tail_pressure_kbar
+from cgaa_openmm.data import EXAMPLE_BOX
+
+COEFFICIENT = 27.0         # eV Å^3: about -2.2 kbar at the example box's grain density
+
+
+@pytest.fixture(scope="module")
+def corrected(tmp_path_factory):
+    """The fast model with a correction 'test' added, saved to a file and loaded back."""
+    potential = CGAAPotential.load("carbonates-xtb-fast")
+    potential.metadata = add_correction(potential.metadata, "test", COEFFICIENT, 1.095, dict(by="tests"))
+    path = str(tmp_path_factory.mktemp("model") / "corrected.pt")
+    potential.save(path)
+    return path
+
+
+def correction_energy(system, positions, box_scale=1.0):
+    """kJ/mol of the CGAADensityCorrection force alone, the box scaled by ``box_scale``."""
+    index = next(i for i, f in enumerate(system.getForces()) if f.getName() == "CGAADensityCorrection")
+    system.getForce(index).setForceGroup(7)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    box = [v * box_scale for v in system.getDefaultPeriodicBoxVectors()]
+    context.setPeriodicBoxVectors(*box)
+    context.setPositions(positions)
+    state = context.getState(getEnergy=True, getForces=True, groups={7})
+    return state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole), state.getForces(asNumpy=True)
+
+
+def test_the_correction_is_minus_c_g2_over_v_and_its_pressure_is_minus_dE_dV(corrected):
+    """The force's energy is -c G^2/V in kJ/mol, its forces are zero, and -dE/dV by central finite
+    differences of the box volume is tail_pressure_kbar; tail_coefficient inverts it."""
+    pdb = app.PDBFile(EXAMPLE_BOX)
+    potential = CGAAPotential.load(corrected)
+    system = potential.createSystem(pdb.topology, densityCorrection="test")
+    names = [f.getName() for f in system.getForces()]
+    assert names.count("CGAADensityCorrection") == 1 and "CGAA" in names
+    grains = pdb.topology.getNumResidues()
+    edges = np.array(pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom))
+    volume = abs(np.linalg.det(edges))
+    energy, forces = correction_energy(system, pdb.positions)
+    ev = energy / 96.48533212
+    assert ev == pytest.approx(-COEFFICIENT * grains ** 2 / volume, rel=1e-8)
+    assert not np.asarray(forces).any()
+    h = 1e-4
+    e_plus, _ = correction_energy(system, pdb.positions, 1 + h)
+    e_minus, _ = correction_energy(system, pdb.positions, 1 - h)
+    dv = volume * ((1 + h) ** 3 - (1 - h) ** 3)
+    pressure = -(e_plus - e_minus) / 96.48533212 / dv * KBAR_PER_EV_PER_A3
+    n = grains / volume
+    assert pressure == pytest.approx(tail_pressure_kbar(COEFFICIENT, n), rel=1e-6)
+    assert -3.0 < pressure < -1.0
+    assert tail_pressure_kbar(tail_coefficient(4.2, n), n) == pytest.approx(-(4.2 - 0.001), rel=1e-12)
+
+
+def test_the_default_is_the_model_as_trained_and_a_wrong_name_or_no_box_is_named(corrected):
+    pdb = app.PDBFile(EXAMPLE_BOX)
+    potential = CGAAPotential.load(corrected)
+    plain = potential.createSystem(pdb.topology)        # kept: its forces die with it
+    assert "CGAADensityCorrection" not in [f.getName() for f in plain.getForces()]
+    with pytest.raises(ValueError, match=r"no density correction 'experimental' \(it has: test\)"):
+        potential.createSystem(pdb.topology, densityCorrection="experimental")
+    with pytest.raises(ValueError, match="no density correction 'test' .*it has: none"):
+        CGAAPotential.load("carbonates-xtb-fast").createSystem(pdb.topology, densityCorrection="test")
+    open_topology = app.Topology()
+    chain = open_topology.addChain()
+    for residue in pdb.topology.residues():
+        copy = open_topology.addResidue(residue.name, chain)
+        for atom in residue.atoms():
+            open_topology.addAtom(atom.name, atom.element, copy)
+    with pytest.raises(ValueError, match="no periodic box"):
+        potential.createDensityCorrection(open_topology, "test")
+
+
+def test_simulate_density_correction_is_a_run_setting(tmp_path, corrected):
+    out = str(tmp_path / "md")
+    quick = ["--model", corrected, "--minimize", "0", "--threads", "1", "--output", out]
+    main(["simulate", "--steps", "0", "--density-correction", "test"] + quick)
+    with open(os.path.join(out, "settings.json")) as file:
+        assert json.load(file)["density_correction"] == "test"
+    with pytest.raises(SystemExit, match=r"density_correction 'test' -> None"):
+        main(["simulate", "--steps", "2"] + quick)
+    with pytest.raises(SystemExit, match="no density correction 'nope'"):
+        main(["simulate", "--steps", "2", "--density-correction", "nope", "--overwrite"] + quick)
