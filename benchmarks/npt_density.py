@@ -1,11 +1,13 @@
 """NPT density of the EC/EMC 3:7 liquid with a shipped model, resumable across sessions and machines.
 
-    python benchmarks/npt_density.py [--model carbonates-xtb] [--equilibration-ps 20] [--production-ps 100]
-        [--timestep 2 --hydrogen-mass 3] [--threads 2] [--max-minutes 150]
+    python benchmarks/npt_density.py [--model carbonates-xtb] [--correction experiment] [--equilibration-ps 20]
+        [--production-ps 100] [--timestep 2 --hydrogen-mass 3] [--threads 2] [--max-minutes 150]
 
 NPT (Langevin middle, Monte Carlo barostat moving molecules whole) of the bundled 800-atom EC:EMC
 3:7-by-weight box (``example_systems/ecemc.pdb``, 20 EC + 40 EMC) at 298 K and 1 bar, one grain per
 molecule, with hydrogen mass repartitioning (density is a static property: masses do not change it).
+``--correction`` adds the model's opt-in density correction (``createSystem(densityCorrection=...)``,
+:mod:`cgaa_openmm.correction`); its run lives in ``results/npt/MODEL-CORRECTION``.
 
 The run advances in chunks of ``--chunk-ps``. Each chunk starts a fresh ``Context`` from the saved
 ``State`` with its random seeds set from the step, so a run cut anywhere and continued (on this
@@ -69,7 +71,8 @@ def build_system(settings: dict, topology: app.Topology, positions) -> openmm.Sy
     """The model's system (HMR masses, grain bonds) with the barostat."""
     potential = CGAAPotential.load(settings["model"])
     system = potential.createSystem(topology, precision=settings["precision"],
-                                    hydrogenMass=settings["hydrogen_mass_amu"], positions=positions)
+                                    hydrogenMass=settings["hydrogen_mass_amu"], positions=positions,
+                                    densityCorrection=settings["correction"])
     system.addForce(make_barostat("isotropic", settings["pressure_bar"], settings["temperature_K"],
                                   settings["barostat_interval"]))
     return system
@@ -288,6 +291,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default=os.path.join(ROOT, "example_systems", "ecemc.pdb"))
     parser.add_argument("--model", default="carbonates-xtb", help="shipped model name or model file")
+    parser.add_argument("--correction", help="the model's opt-in density correction to run with (e.g. experiment; "
+                                             "default: none)")
     parser.add_argument("--temperature", type=float, default=298.0, help="K")
     parser.add_argument("--pressure", type=float, default=1.0, help="bar")
     parser.add_argument("--timestep", type=float, default=2.0, help="fs")
@@ -311,13 +316,14 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
-    settings = dict(input=os.path.basename(args.input), model=args.model, correction=None,
+    settings = dict(input=os.path.basename(args.input), model=args.model, correction=args.correction,
                     temperature_K=args.temperature, pressure_bar=args.pressure, timestep_fs=args.timestep,
                     hydrogen_mass_amu=args.hydrogen_mass or None, friction_per_ps=args.friction,
                     barostat_interval=args.barostat_interval, frame_ps=args.frame_ps, chunk_ps=args.chunk_ps,
                     equilibration_ps=args.equilibration_ps, seed=args.seed, r_max_nm=args.r_max,
                     bin_width_nm=args.bin_width, platform=args.platform, precision=args.precision)
-    run_dir = args.run_dir or os.path.join(HERE, "results", "npt", os.path.basename(args.model).removesuffix(".pt"))
+    run_dir = args.run_dir or os.path.join(HERE, "results", "npt", os.path.basename(args.model).removesuffix(".pt")
+                                           + (f"-{args.correction}" if args.correction else ""))
     run = Run(os.path.join(run_dir, "run.json"), settings)
     topology, positions = read_structure([args.input])
     system = build_system(settings, topology, positions)
