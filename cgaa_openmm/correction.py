@@ -19,6 +19,7 @@ A model file holds its corrections in ``metadata["density_corrections"]``, by na
 ``CGAAPotential.createSystem(..., densityCorrection="NAME")`` adds it to the System as its own
 force, named ``CGAADensityCorrection``.
 """
+import json
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -63,8 +64,9 @@ def add_correction(metadata: Dict[str, Any], name: str, coefficient: float, targ
     """``metadata`` with the correction ``name`` (c = ``coefficient``, eV Å^3) added or replaced;
     ``fitted`` says how it was fitted (the pressure, density, run and command)."""
     corrections = dict(metadata.get("density_corrections") or {})
+    plain = json.loads(json.dumps(fitted))      # plain values only (NumPy scalars too): a model file holds no objects
     corrections[name] = dict(kind="tail", tail_eV_A3=float(coefficient), target_g_per_mL=float(target_g_per_mL),
-                             fitted=fitted)
+                             fitted=plain)
     return dict(metadata, density_corrections=corrections)
 
 

@@ -92,3 +92,31 @@ def test_simulate_density_correction_is_a_run_setting(tmp_path, corrected):
         main(["simulate", "--steps", "2"] + quick)
     with pytest.raises(SystemExit, match="no density correction 'nope'"):
         main(["simulate", "--steps", "2", "--density-correction", "nope", "--overwrite"] + quick)
+
+
+def test_the_fit_from_an_npt_run_is_the_pressure_step_its_compressibility_gives(tmp_path):
+    """density_correction.py on a made-up NPT run (20 ps equilibration, then densities around
+    1.19 g/mL): kappa from the volume fluctuations, the step ln(1.095/rho)/kappa, a tail pressure
+    that is minus that step at the target, and a model file that carries it."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from density_correction import main as fit_main
+    rng = np.random.default_rng(0)
+    t = np.round(np.arange(1, 1001) * 0.1, 6)
+    rho = np.where(t > 20, 1.19 + rng.normal(0, 0.01, t.size), 1.3)
+    run = dict(settings=dict(input="ecemc.pdb", model="carbonates-xtb-fast", correction=None, temperature_K=298.0,
+                             equilibration_ps=20.0), series=dict(time_ps=t.tolist(), density_g_per_mL=rho.tolist()))
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    out = str(tmp_path / "corrected.pt")
+    fit = fit_main(["--model", "carbonates-xtb-fast", "--run", str(tmp_path / "run.json"), "--output", out])
+    pdb = app.PDBFile(EXAMPLE_BOX)
+    grams = sum(a.element.mass.value_in_unit(unit.dalton) for a in pdb.topology.atoms()) / 6.02214076e23
+    volume = grams / rho[t > 20] * 1e24
+    kappa = volume.var() / (8.617333262e-5 * 298.0 * volume.mean()) / KBAR_PER_EV_PER_A3    # 1/kbar
+    assert fit["compressibility_per_kbar"] == pytest.approx(kappa, rel=1e-9)
+    assert fit["pressure_step_kbar"] == pytest.approx(np.log(1.095 / rho[t > 20].mean()) / kappa, rel=1e-9)
+    n = 60 * 1.095 / grams * 1e-24
+    assert tail_pressure_kbar(fit["tail_eV_A3"], n) == pytest.approx(-fit["pressure_step_kbar"], rel=1e-9)
+    assert fit["pressure_step_kbar"] < 0 < tail_pressure_kbar(fit["tail_eV_A3"], n)     # too dense: it pushes out
+    stored = CGAAPotential.load(out).metadata["density_corrections"]["experiment"]
+    assert stored["tail_eV_A3"] == fit["tail_eV_A3"] and stored["target_g_per_mL"] == 1.095
