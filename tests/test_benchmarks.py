@@ -242,6 +242,16 @@ def test_xtb_liquid_start_is_a_model_frame_of_whole_molecules_at_the_density(tmp
     data = main(["run", "--density", "1.0", "--production-ps", "0.002", "--settle-ps", "0.0", "--source", source,
                  "--start", "model-ec2-emc1", "--states", str(tmp_path / "states"), "--save-steps", "1"])
     assert data["step"] == 1 and np.isfinite(data["series"]["pressure_molecular_kbar"]).all()
+    # a model runs the same NVT (--calculator), in a folder of its own; no labelled frames
+    model = main(["run", "--density", "1.0", "--production-ps", "0.004", "--settle-ps", "0.0", "--source", source,
+                  "--start", "model-ec2-emc1", "--states", str(tmp_path / "model"), "--save-steps", "1",
+                  "--calculator", "carbonates-xtb-fast"])
+    assert model["step"] == 2 and model["settings"]["calculator"] == "carbonates-xtb-fast"
+    assert np.isfinite(model["series"]["pressure_molecular_kbar"]).all()
+    assert not os.path.exists(tmp_path / "model" / "rho-1.000" / "frames.xyz.xz")
+    with pytest.raises(SystemExit, match="holds a run of GFN2-xTB, not of carbonates-xtb-fast"):
+        main(["run", "--density", "1.0", "--production-ps", "0.004", "--settle-ps", "0.0", "--source", source,
+              "--start", "model-ec2-emc1", "--states", str(tmp_path / "states"), "--calculator", "carbonates-xtb-fast"])
 
 
 def test_xtb_liquid_script_continues_its_run_and_reports_a_crossing(tmp_path):
