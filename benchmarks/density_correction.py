@@ -21,6 +21,7 @@ import os
 import sys
 
 import numpy as np
+from openmm import unit
 
 from common import AVOGADRO, ROOT
 from npt_density import block_average
@@ -30,7 +31,7 @@ from cgaa_openmm import CGAAPotential  # noqa: E402
 from cgaa_openmm.correction import KBAR_PER_EV_PER_A3, add_correction, correction_of  # noqa: E402
 from cgaa_openmm.simulate import read_structure  # noqa: E402
 
-BOLTZMANN_EV_PER_K = 8.617333262e-5
+BOLTZMANN_EV_PER_K = 8.617333262e-5      # CODATA 2018 (ASE's kB is an older value, 3e-7 apart)
 
 
 def fit(run_path: str, target_g_per_mL: float, blocks: int) -> dict:
@@ -42,7 +43,7 @@ def fit(run_path: str, target_g_per_mL: float, blocks: int) -> dict:
     production = t > settings["equilibration_ps"] + 1e-9
     rho = np.array(data["series"]["density_g_per_mL"])[production]
     topology, _ = read_structure([os.path.join(ROOT, "example_systems", settings["input"])])
-    grams = sum(atom.element.mass._value for atom in topology.atoms()) / AVOGADRO
+    grams = sum(atom.element.mass.value_in_unit(unit.dalton) for atom in topology.atoms()) / AVOGADRO
     grains = topology.getNumResidues()
     volume = grams / rho * 1e24                                             # Å^3
     kappa = volume.var() / (BOLTZMANN_EV_PER_K * settings["temperature_K"] * volume.mean())   # Å^3/eV
