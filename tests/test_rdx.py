@@ -163,6 +163,31 @@ def test_crystal_order_is_perfect_under_affine_moves_and_lost_for_random_orienta
     assert crystal.order(shifted, box) == pytest.approx((expected, 1.0), abs=1e-9)
 
 
+def test_cell_md_stretches_the_cell_with_rigid_molecules_and_reports_their_order(tmp_path):
+    """rdx_cell_md --scale: the cell is stretched by the factor and every molecule moved rigidly to its
+    scaled centre, so the first frame (step 0) is on its sites with <P2> = 1; the frames carry molID,
+    label_id and both order parameters."""
+    from ase.io import read
+    from scipy.spatial.distance import pdist
+
+    from rdx_cell_md import main as cell_md
+    frames = cell_md(["--model", "rdx-xtb", "--scale", "1.04", "--temperature", "600", "--equilibrate", "0",
+                      "--interval", "2", "--frames", "2", "--output", str(tmp_path / "cells.xyz")])
+    start = read(os.path.join(ROOT, "example_systems", "rdx-gfn2.pdb"))
+    np.testing.assert_allclose(frames[0].cell.array, 1.04 * start.cell.array, atol=1e-9)
+    molecules = frames[0].arrays["molID"]
+    assert sorted(set(molecules)) == list(range(8))
+    for m in range(8):
+        mine, original = frames[0].positions[molecules == m], start.positions[molecules == m]
+        np.testing.assert_allclose(pdist(mine), pdist(original), atol=1e-9)
+        np.testing.assert_allclose(mine.mean(0), 1.04 * original.mean(0), atol=1e-9)
+    assert frames[0].info["centre_rmsd_A"] == pytest.approx(0.0, abs=1e-3)
+    assert frames[0].info["orientation_p2"] == pytest.approx(1.0, abs=1e-4)
+    assert 0.0 < frames[1].info["centre_rmsd_A"] < 0.5 and 0.9 < frames[1].info["orientation_p2"] < 1.0
+    written = read(str(tmp_path / "cells.xyz"), ":")
+    assert [f.info["label_id"] for f in written] == ["rdx-cell-00000", "rdx-cell-00002"]
+
+
 @pytest.mark.slow
 def test_rdx_npt_run_continued_elsewhere_is_the_run_never_cut(tmp_path):
     """An untrained model on the 2x2x2 supercell, anisotropic NPT on Reference: a run cut after two
