@@ -165,15 +165,21 @@ def make_start(args) -> Atoms:
     return frame
 
 
-def labelled_frame(atoms, molecule: np.ndarray, step: int, density: float) -> Atoms:
-    """The box now with its GFN2-xTB labels, as the training data holds them: ``energy_xtb`` (eV),
-    ``forces_xtb`` (eV/Å), ``stress_xtb`` (eV/Å^3, ASE's sign, 3 x 3 flattened), ``molID``."""
+def labelled_frame(atoms, molecule: np.ndarray, step: int, density: float, source: str = XTB) -> Atoms:
+    """The box now with its labels, as the training data holds them: ``energy_xtb`` (eV),
+    ``forces_xtb`` (eV/Å), ``stress_xtb`` (eV/Å^3, ASE's sign, 3 x 3 flattened), ``molID``. A
+    model's frames carry its own values as ``energy_model``, ``forces_model``, ``stress_model``
+    instead, for ``cgaa-openmm label`` to add GFN2-xTB's beside them: the reference on the
+    model's own liquid."""
+    key = "xtb" if source == XTB else "model"
     frame = Atoms(numbers=atoms.numbers, positions=atoms.get_positions(), cell=atoms.cell, pbc=True)
     frame.arrays["molID"] = molecule.copy()
-    frame.arrays["forces_xtb"] = atoms.get_forces()
-    frame.info.update(label_id=f"xtb-nvt-{density:.3f}-{step:05d}", step=step, density_g_per_mL=density,
-                      config_type="xtb-liquid-nvt", energy_xtb=atoms.get_potential_energy(),
-                      stress_xtb=atoms.get_stress(voigt=False).ravel())
+    frame.arrays[f"forces_{key}"] = atoms.get_forces()
+    frame.info.update(label_id=f"{key}-nvt-{density:.3f}-{step:05d}", step=step, density_g_per_mL=density,
+                      config_type=f"{key}-liquid-nvt", **{f"energy_{key}": atoms.get_potential_energy(),
+                                                          f"stress_{key}": atoms.get_stress(voigt=False).ravel()})
+    if source != XTB:
+        frame.info["model"] = source
     return frame
 
 
@@ -259,8 +265,8 @@ def run(args) -> dict:
             molecular + molecular_kinetic(atoms, molecule) / (3 * volume) * KBAR_PER_EV_PER_A3, 4))
         series["temperature_K"].append(round(2 * kinetic / (dof * units.kB), 2))
         series["potential_eV"].append(round(atoms.get_potential_energy(), 5))
-        if args.calculator == XTB and args.frame_every and data["step"] % args.frame_every == 0:
-            pending.append(labelled_frame(atoms, molecule, data["step"], args.density))
+        if args.frame_every and data["step"] % args.frame_every == 0:
+            pending.append(labelled_frame(atoms, molecule, data["step"], args.density, args.calculator))
         if series["time_ps"][-1] > args.settle_ps + 1e-9:
             g = com_rdf_frame(positions, molecule, element_masses, edge, edges)
             data["rdf_sum"] = (g if data["rdf_sum"] is None else np.array(data["rdf_sum"]) + g).tolist()
@@ -388,7 +394,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save-steps", type=int, default=10)
     parser.add_argument("--frame-every", type=int, default=10,
-                        help="steps between labelled frames kept in rho-DENSITY/frames.xyz.xz (training data; 0: none)")
+                        help="steps between frames kept in rho-DENSITY/frames.xyz.xz, with GFN2-xTB's labels (training "
+                             "data) or a model's own values (to label: the reference on the model's liquid); 0: none")
     parser.add_argument("--max-minutes", type=float, help="stop (saved) after this wall time")
     parser.add_argument("--source", default=SOURCE, help="extxyz holding the start box")
     parser.add_argument("--ec", type=int, default=3, help="start: EC molecules")

@@ -14,8 +14,13 @@ that the model's pressure at the target density is the target pressure:
 c = (P_model - P_target) / n^2 (:func:`tail_coefficient`). The same c serves any box of the same
 liquid, as n does. The atoms feel no force from it; a barostat, which changes V, does.
 
+The same form holds what a model cannot see by construction: the reference's dispersion between
+grains farther apart than its grain cutoff, whose mean-field energy in a homogeneous liquid is
+-c G^2/V with c from the reference's own dispersion (``benchmarks/density_correction.py
+--dispersion-tail``). That correction has no target density (``target_g_per_mL`` is None).
+
 A model file holds its corrections in ``metadata["density_corrections"]``, by name: ``{"NAME":
-{"tail_eV_A3": c, "target_g_per_mL": ..., "fitted": {...how...}}}`` (:func:`add_correction`);
+{"tail_eV_A3": c, "target_g_per_mL": ... or None, "fitted": {...how...}}}`` (:func:`add_correction`);
 ``CGAAPotential.createSystem(..., densityCorrection="NAME")`` adds it to the System as its own
 force, named ``CGAADensityCorrection``.
 """
@@ -59,14 +64,14 @@ def tail_pressure_kbar(coefficient: float, grains_per_A3: float) -> float:
     return -coefficient * grains_per_A3 ** 2 * KBAR_PER_EV_PER_A3
 
 
-def add_correction(metadata: Dict[str, Any], name: str, coefficient: float, target_g_per_mL: float,
+def add_correction(metadata: Dict[str, Any], name: str, coefficient: float, target_g_per_mL: Optional[float],
                    fitted: Dict[str, Any]) -> Dict[str, Any]:
     """``metadata`` with the correction ``name`` (c = ``coefficient``, eV Å^3) added or replaced;
     ``fitted`` says how it was fitted (the pressure, density, run and command)."""
     corrections = dict(metadata.get("density_corrections") or {})
     plain = json.loads(json.dumps(fitted))      # plain values only (NumPy scalars too): a model file holds no objects
-    corrections[name] = dict(kind="tail", tail_eV_A3=float(coefficient), target_g_per_mL=float(target_g_per_mL),
-                             fitted=plain)
+    target = None if target_g_per_mL is None else float(target_g_per_mL)
+    corrections[name] = dict(kind="tail", tail_eV_A3=float(coefficient), target_g_per_mL=target, fitted=plain)
     return dict(metadata, density_corrections=corrections)
 
 

@@ -242,13 +242,18 @@ def test_xtb_liquid_start_is_a_model_frame_of_whole_molecules_at_the_density(tmp
     data = main(["run", "--density", "1.0", "--production-ps", "0.002", "--settle-ps", "0.0", "--source", source,
                  "--start", "model-ec2-emc1", "--states", str(tmp_path / "states"), "--save-steps", "1"])
     assert data["step"] == 1 and np.isfinite(data["series"]["pressure_molecular_kbar"]).all()
-    # a model runs the same NVT (--calculator), in a folder of its own; no labelled frames
+    # a model runs the same NVT (--calculator), in a folder of its own; its frames carry its own
+    # values under model keys (GFN2-xTB's are for `cgaa-openmm label` to add), never as xtb labels
     model = main(["run", "--density", "1.0", "--production-ps", "0.004", "--settle-ps", "0.0", "--source", source,
                   "--start", "model-ec2-emc1", "--states", str(tmp_path / "model"), "--save-steps", "1",
-                  "--calculator", "carbonates-xtb-fast"])
+                  "--calculator", "carbonates-xtb-fast", "--frame-every", "1"])
     assert model["step"] == 2 and model["settings"]["calculator"] == "carbonates-xtb-fast"
     assert np.isfinite(model["series"]["pressure_molecular_kbar"]).all()
-    assert not os.path.exists(tmp_path / "model" / "rho-1.000" / "frames.xyz.xz")
+    own = read(str(tmp_path / "model" / "rho-1.000" / "frames.xyz.xz"), index=":")
+    assert [f.info["step"] for f in own] == [1, 2] and own[0].info["model"] == "carbonates-xtb-fast"
+    assert [f.info["energy_model"] for f in own] == pytest.approx(model["series"]["potential_eV"], abs=1e-5)
+    assert "energy_xtb" not in own[0].info and "forces_xtb" not in own[0].arrays
+    assert own[0].arrays["forces_model"].shape == (35, 3) and own[0].info["stress_model"].shape == (9,)
     with pytest.raises(SystemExit, match="holds a run of GFN2-xTB, not of carbonates-xtb-fast"):
         main(["run", "--density", "1.0", "--production-ps", "0.004", "--settle-ps", "0.0", "--source", source,
               "--start", "model-ec2-emc1", "--states", str(tmp_path / "states"), "--calculator", "carbonates-xtb-fast"])

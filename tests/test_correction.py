@@ -120,3 +120,34 @@ def test_the_fit_from_an_npt_run_is_the_pressure_step_its_compressibility_gives(
     assert fit["pressure_step_kbar"] < 0 < tail_pressure_kbar(fit["tail_eV_A3"], n)     # too dense: it pushes out
     stored = CGAAPotential.load(out).metadata["density_corrections"]["experiment"]
     assert stored["tail_eV_A3"] == fit["tail_eV_A3"] and stored["target_g_per_mL"] == 1.095
+
+
+def test_the_dispersion_tail_is_the_references_d4_beyond_the_grain_cutoff(tmp_path):
+    """density_correction.py --dispersion-tail: c = -E_tail V / G^2 from the tail at the model's
+    grain cutoff (6 Å), so the correction's energy in the box it was measured in is E_tail and its
+    pressure E_tail / V; no target density; a JSON without the model's cutoff is refused by name.
+    On the committed D4 tails (results/dispersion_tail.json) that mean-field pressure is the one
+    measured by scaling the box, to 0.1 %."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from density_correction import main as fit_main
+    pdb = app.PDBFile(EXAMPLE_BOX)
+    grams = sum(a.element.mass.value_in_unit(unit.dalton) for a in pdb.topology.atoms()) / 6.02214076e23
+    tails = dict(pdb="ecemc.pdb", atoms=800, density_g_per_ml=1.2, method="made up",
+                 tails=[dict(cutoff=6.0, energy_mev_per_atom=-5.0, pressure_bar=-900.0),
+                        dict(cutoff=8.0, energy_mev_per_atom=-2.0, pressure_bar=-350.0)])
+    (tmp_path / "tails.json").write_text(json.dumps(tails))
+    out = str(tmp_path / "tail.pt")
+    fit = fit_main(["--model", "carbonates-xtb-fast", "--dispersion-tail", str(tmp_path / "tails.json"),
+                    "--output", out])
+    volume = grams / 1.2 * 1e24
+    assert fit["tail_eV_A3"] == pytest.approx(4.0 * volume / 60 ** 2, rel=1e-12)
+    assert tail_pressure_kbar(fit["tail_eV_A3"], 60 / volume) == pytest.approx(-4.0 / volume * KBAR_PER_EV_PER_A3)
+    stored = CGAAPotential.load(out).metadata["density_corrections"]["dispersion-tail"]
+    assert stored["tail_eV_A3"] == fit["tail_eV_A3"] and stored["target_g_per_mL"] is None
+    tails["tails"] = tails["tails"][1:]
+    (tmp_path / "tails.json").write_text(json.dumps(tails))
+    with pytest.raises(SystemExit, match=r"not beyond the model's grain cutoff 6.0 Å"):
+        fit_main(["--model", "carbonates-xtb-fast", "--dispersion-tail", str(tmp_path / "tails.json"), "--output", out])
+    committed = fit_main(["--model", "carbonates-xtb-fast", "--dispersion-tail", "--output", out])
+    assert committed["tail_pressure_kbar"] == pytest.approx(committed["measured_tail_pressure_kbar"], rel=1e-3)
