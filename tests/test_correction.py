@@ -68,10 +68,10 @@ def test_the_default_is_the_model_as_trained_and_a_wrong_name_or_no_box_is_named
     potential = CGAAPotential.load(corrected)
     plain = potential.createSystem(pdb.topology)        # kept: its forces die with it
     assert "CGAADensityCorrection" not in [f.getName() for f in plain.getForces()]
-    with pytest.raises(ValueError, match=r"no density correction 'experimental' \(it has: test\)"):
+    with pytest.raises(ValueError, match=r"no density correction 'experimental' \(it has: dispersion-tail, test\)"):
         potential.createSystem(pdb.topology, densityCorrection="experimental")
     with pytest.raises(ValueError, match="no density correction 'test' .*it has: none"):
-        CGAAPotential.load("carbonates-xtb-fast").createSystem(pdb.topology, densityCorrection="test")
+        CGAAPotential.load("ace-ala-nme-xtb").createSystem(pdb.topology, densityCorrection="test")
     open_topology = app.Topology()
     chain = open_topology.addChain()
     for residue in pdb.topology.residues():
