@@ -318,6 +318,13 @@ def report(args) -> dict:
                   command="python benchmarks/xtb_liquid.py run --density RHO; python benchmarks/xtb_liquid.py report"
                   + ("" if args.calculator == XTB else f" (both with --calculator {args.calculator})"),
                   measured=time.strftime("%F %T"))
+    labelled = [(r, os.path.join(args.states, f"rho-{r['density']:.3f}", "frames-gfn2.xyz.xz")) for r in runs]
+    labelled = [(r, path) for r, path in labelled if args.calculator != XTB and os.path.exists(path)]
+    if labelled:
+        result["gfn2_on_own_frames"] = {
+            f"{r['density']:.3f}": reference_on_own_frames(path, round(1000 * r["data"]["settings"]["settle_ps"]
+                                                                       / r["data"]["settings"]["timestep_fs"]))
+            for r, path in labelled}
     if len(runs) >= 2:
         rho, p = np.array(result["densities_g_per_mL"]), np.array(result["pressure_kbar"])
         weights = 1 / np.maximum(np.array(result["stderr_kbar"]), 1e-3)
@@ -338,6 +345,25 @@ def report(args) -> dict:
     write_atomic(args.output, json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k not in ("rdf", "machine")}, indent=1))
     return result
+
+
+def reference_on_own_frames(path: str, settle_steps: int) -> dict:
+    """GFN2-xTB against the model on the model's own liquid: the static molecular virial pressures
+    (kbar; no kinetic part, the same for both) of the production frames in ``path``, a model run's
+    ``frames.xyz.xz`` labelled by ``cgaa-openmm label`` (``rho-DENSITY/frames-gfn2.xyz.xz``), past
+    ``settle_steps``: the mean model - GFN2 difference and its standard error."""
+    model, reference = [], []
+    for frame in read(path, index=":"):
+        if frame.info["step"] <= settle_steps:
+            continue
+        molecule, positions, volume = frame.arrays["molID"], frame.get_positions(), frame.get_volume()
+        for key, out in (("model", model), ("xtb", reference)):
+            stress = np.asarray(frame.info[f"stress_{key}"], dtype=float).reshape(3, 3)
+            out.append(virial_pressures(positions, molecule, frame.arrays[f"forces_{key}"], stress, volume)[1])
+    difference = np.array(model) - np.array(reference)
+    return dict(frames=len(difference), model_static_kbar=float(np.mean(model)),
+                gfn2_static_kbar=float(np.mean(reference)), model_minus_gfn2_kbar=float(difference.mean()),
+                stderr_kbar=float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else None)
 
 
 def model_results(folder: str) -> dict:

@@ -335,3 +335,29 @@ def test_rdx_results_evaluate_every_model_on_the_held_out_sets(tmp_path):
         rdx.HELD_OUT = original
     assert relaxed == kept and 3 <= relaxed["evaluations"] <= 5 and len(relaxed["cell_A"]) == 3   # L-BFGS-B may overrun by one
     assert os.path.exists(tmp_path / "rdx_relaxed" / "tiny.json") and os.path.exists(tmp_path / "rdx_relaxed" / "tiny.pdb")
+
+
+def test_the_reference_on_a_models_own_frames_is_the_static_molecular_pressure_difference(tmp_path):
+    """xtb_liquid.reference_on_own_frames: frames past the settling steps only; the forces' internal
+    virial cancels in the difference, so a GFN2 stress that is the model's minus s * identity
+    (eV/Å^3, ASE's sign) gives model - GFN2 = -s in pressure units."""
+    from ase import Atoms
+    from ase.io import write
+    from common import BAR_PER_EV_PER_A3
+    from xtb_liquid import reference_on_own_frames
+    rng = np.random.default_rng(4)
+    frames = []
+    for step, shift in ((50, 9.0), (300, 1e-4), (350, 3e-4)):
+        atoms = Atoms("H4", positions=rng.normal(0, 1, (4, 3)) + 3.0, cell=[8.0] * 3, pbc=True)
+        atoms.arrays["molID"] = np.array([0, 0, 1, 1])
+        forces = rng.normal(0, 1, (4, 3))
+        atoms.arrays["forces_model"], atoms.arrays["forces_xtb"] = forces, forces.copy()
+        stress = rng.normal(0, 1e-3, (3, 3))
+        stress = stress + stress.T
+        atoms.info.update(step=step, stress_model=stress.ravel(), stress_xtb=(stress - shift * np.eye(3)).ravel())
+        frames.append(atoms)
+    write(tmp_path / "frames-gfn2.xyz.xz", frames, format="extxyz")
+    result = reference_on_own_frames(str(tmp_path / "frames-gfn2.xyz.xz"), settle_steps=250)
+    assert result["frames"] == 2
+    assert result["model_minus_gfn2_kbar"] == pytest.approx(-2e-4 * BAR_PER_EV_PER_A3 / 1e3, rel=1e-6)
+    assert result["stderr_kbar"] == pytest.approx(1e-4 * BAR_PER_EV_PER_A3 / 1e3, rel=1e-6)
