@@ -237,9 +237,9 @@ class CGAAPotential:
         (:mod:`cgaa_openmm.masses`).
 
         ``densityCorrection`` names an opt-in correction stored with the model
-        (``metadata["density_corrections"]``; the shipped ``carbonates-xtb`` has ``"experiment"``
-        once fitted): it adds :meth:`createDensityCorrection`'s force. The default, None, is the
-        model as trained.
+        (``metadata["density_corrections"]``; the shipped carbonate models have
+        ``"dispersion-tail"``, GFN2-xTB's dispersion beyond their grain cutoff): it adds
+        :meth:`createDensityCorrection`'s force. The default, None, is the model as trained.
         """
         topology = as_openmm_topology(topology)
         correction = self.createDensityCorrection(topology, densityCorrection, grains) if densityCorrection else None
