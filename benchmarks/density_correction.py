@@ -43,6 +43,13 @@ from cgaa_openmm.simulate import read_structure  # noqa: E402
 BOLTZMANN_EV_PER_K = 8.617333262e-5      # CODATA 2018 (ASE's kB is an older value, 3e-7 apart)
 
 
+def example_box(name: str):
+    """The topology of ``example_systems/NAME``, its mass (g) and its grains (residues)."""
+    topology, _ = read_structure([os.path.join(ROOT, "example_systems", name)])
+    grams = sum(atom.element.mass.value_in_unit(unit.dalton) for atom in topology.atoms()) / AVOGADRO
+    return topology, grams, topology.getNumResidues()
+
+
 def fit(run_path: str, target_g_per_mL: float, blocks: int) -> dict:
     """The correction that moves the NPT run in ``run_path`` to ``target_g_per_mL``."""
     with open(run_path) as file:
@@ -51,9 +58,7 @@ def fit(run_path: str, target_g_per_mL: float, blocks: int) -> dict:
     t = np.array(data["series"]["time_ps"])
     production = t > settings["equilibration_ps"] + 1e-9
     rho = np.array(data["series"]["density_g_per_mL"])[production]
-    topology, _ = read_structure([os.path.join(ROOT, "example_systems", settings["input"])])
-    grams = sum(atom.element.mass.value_in_unit(unit.dalton) for atom in topology.atoms()) / AVOGADRO
-    grains = topology.getNumResidues()
+    _, grams, grains = example_box(settings["input"])
     volume = grams / rho * 1e24                                             # Å^3
     kappa = volume.var() / (BOLTZMANN_EV_PER_K * settings["temperature_K"] * volume.mean())   # Å^3/eV
     step = np.log(target_g_per_mL / rho.mean()) / kappa                      # eV/Å^3
@@ -78,12 +83,10 @@ def dispersion_tail(path: str, grain_cutoff: float) -> dict:
         raise SystemExit(f"{path} has the dispersion tail beyond {sorted(tails)} Å, not beyond the model's grain "
                          f"cutoff {grain_cutoff} Å: run benchmarks/dispersion_tail.py --cutoffs {grain_cutoff}")
     tail = tails[round(grain_cutoff, 6)]
-    topology, _ = read_structure([os.path.join(ROOT, "example_systems", data["pdb"])])
+    topology, grams, grains = example_box(data["pdb"])
     if topology.getNumAtoms() != data["atoms"]:
         raise SystemExit(f"{path} was evaluated on {data['atoms']} atoms, example_systems/{data['pdb']} has "
                          f"{topology.getNumAtoms()}")
-    grams = sum(atom.element.mass.value_in_unit(unit.dalton) for atom in topology.atoms()) / AVOGADRO
-    grains = topology.getNumResidues()
     volume = grams / data["density_g_per_ml"] * 1e24                        # Å^3
     energy = tail["energy_mev_per_atom"] * 1e-3 * data["atoms"]            # eV
     coefficient = -energy * volume / grains ** 2

@@ -318,13 +318,15 @@ def report(args) -> dict:
                   command="python benchmarks/xtb_liquid.py run --density RHO; python benchmarks/xtb_liquid.py report"
                   + ("" if args.calculator == XTB else f" (both with --calculator {args.calculator})"),
                   measured=time.strftime("%F %T"))
-    labelled = [(r, os.path.join(args.states, f"rho-{r['density']:.3f}", "frames-gfn2.xyz.xz")) for r in runs]
-    labelled = [(r, path) for r, path in labelled if args.calculator != XTB and os.path.exists(path)]
-    if labelled:
-        result["gfn2_on_own_frames"] = {
-            f"{r['density']:.3f}": reference_on_own_frames(path, round(1000 * r["data"]["settings"]["settle_ps"]
-                                                                       / r["data"]["settings"]["timestep_fs"]))
-            for r, path in labelled}
+    own = {}
+    for r in runs if args.calculator != XTB else []:
+        path = os.path.join(args.states, f"rho-{r['density']:.3f}", "frames-gfn2.xyz.xz")
+        if os.path.exists(path):
+            settings = r["data"]["settings"]
+            own[f"{r['density']:.3f}"] = reference_on_own_frames(
+                path, round(1000 * settings["settle_ps"] / settings["timestep_fs"]))
+    if own:
+        result["gfn2_on_own_frames"] = own
     if len(runs) >= 2:
         rho, p = np.array(result["densities_g_per_mL"]), np.array(result["pressure_kbar"])
         weights = 1 / np.maximum(np.array(result["stderr_kbar"]), 1e-3)
