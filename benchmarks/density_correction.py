@@ -111,6 +111,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     potential = CGAAPotential.load(args.model)
     if args.dispersion_tail:
+        if potential.model.long_range_tail:
+            raise SystemExit(f"{args.model} already has the long-range tail in the model (long_range_tail = "
+                             f"{potential.model.long_range_tail} eV Å^3): a dispersion-tail correction would count it twice")
         name, target = args.name or "dispersion-tail", None
         result = dispersion_tail(args.dispersion_tail, float(potential.model.grain_cutoff))
     else:

@@ -63,6 +63,10 @@ DEFAULT_HYPERPARAMETERS = dict(
     pair_cutoff=0.0,       # Å, learned two-body term between atoms of different grains (0: none)
     pair_kind="repulsive",  # pairs.PairRepulsion (>= 0 everywhere) or "signed" (pairs.PairPotential:
                             # can bind grains, e.g. residues; repulsive below the data's closest contacts)
+    long_range_tail=0.0,   # eV Å^3, c of the mean-field energy -c G^2/V that a periodic box of G grains and
+                           # volume V gets for the reference's dispersion between grains beyond grain_cutoff
+                           # (cgaa_openmm.correction; 0: none). Part of the model: training takes it out of
+                           # the labels, and every energy, force and stress path adds it back.
 )
 
 
@@ -98,6 +102,7 @@ class CGAAModel(torch.nn.Module):
         self.channels = int(hp["channels"])
         self.lmax = int(hp["lmax"])
         self.intra_cutoff = float(hp["intra_cutoff"])
+        self.long_range_tail = float(hp["long_range_tail"])
 
         if atomic_energies is None:
             atomic_energies = [0.0] * len(self.elements)

@@ -236,6 +236,9 @@ class CGAAPotential:
         heavy atom of its grain in ``positions`` (nm), which are used for nothing else
         (:mod:`cgaa_openmm.masses`).
 
+        A model trained with a long-range tail (``long_range_tail`` > 0, :mod:`cgaa_openmm.model`)
+        has it in its force: a periodic box of G grains and volume V gets -c G^2/V more energy.
+
         ``densityCorrection`` names an opt-in correction stored with the model
         (``metadata["density_corrections"]``; the shipped carbonate models have
         ``"dispersion-tail"``, GFN2-xTB's dispersion beyond their grain cutoff): it adds

@@ -53,6 +53,16 @@ class CGAACore(torch.nn.Module):
         self.energy_scale = float(energy_scale)
         self.cutoff = float(model.grain_cutoff)
         self.max_radius = float(model.max_grain_radius())
+        # c G^2 / V in output energy units for V in input length units^3 (c: CGAAModel.long_range_tail)
+        self.tail = float(model.long_range_tail) * self.energy_scale / self.length_scale ** 3
+
+    def tail_energy(self, boxvectors: Optional[torch.Tensor], topology: GrainTopology) -> torch.Tensor:
+        """The model's long-range tail, -c G^2/V (output energy units, float64; zero without a box):
+        it depends on the box alone, so it adds no force on any atom."""
+        if not self.periodic or boxvectors is None or self.tail == 0.0:
+            return torch.zeros((), dtype=torch.float64)
+        volume = torch.linalg.det(boxvectors.to(torch.float64)).abs()
+        return -self.tail * float(topology.n_grains) ** 2 / volume
 
     def prepare(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
                 topology: GrainTopology) -> Tuple[torch.Tensor, GrainGraph]:
@@ -103,7 +113,7 @@ class CGAACore(torch.nn.Module):
                topology: GrainTopology) -> torch.Tensor:
         """Total energy (``energy_scale`` units, float64) of positions (N, 3) and box (3, 3, rows a, b, c)."""
         r, graph = self.prepare(positions, boxvectors, topology)
-        return self.grains.energy(r, graph, topology) * self.energy_scale
+        return self.grains.energy(r, graph, topology) * self.energy_scale + self.tail_energy(boxvectors, topology)
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor],
                 topology: GrainTopology) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +126,7 @@ class CGAACore(torch.nn.Module):
         if self.select:
             forces = torch.zeros(positions.shape, dtype=forces.dtype, device=forces.device).index_add(
                 0, topology.atoms, forces)
-        return energy * self.energy_scale, forces.to(positions.dtype)
+        return energy * self.energy_scale + self.tail_energy(boxvectors, topology), forces.to(positions.dtype)
 
 
 class CGAAEnergy(torch.nn.Module):

@@ -120,6 +120,43 @@ def test_liquid_frames_openmm_equals_training_path_and_tiled_copies():
         assert_same((energy / 8, forces[:len(atoms)]), reference, 2e-3, 2e-3)
 
 
+def test_the_long_range_tail_is_part_of_the_model_in_openmm_and_the_training_path():
+    """A model with ``long_range_tail`` c: its energy in a periodic box is the network's plus
+    -c G^2/V in OpenMM and in the training path alike (float64), its forces are the network's,
+    and the training path's stress gains +c G^2/V^2 on the diagonal: -dE/dV of the tail, checked
+    by central differences of the OpenMM energy over the box volume (molecules kept rigid is not
+    needed: the difference of two models with the same network leaves the tail alone)."""
+    from training.calculator import CGAACalculator
+    atoms = liquid_frames()[0]
+    plain = make_model(grain_cutoff=6.0)
+    c = 9.0
+    tail = CGAAModel(plain.elements, plain.atomic_energies.tolist(),
+                     **dict(plain.hyperparameters, long_range_tail=c)).double().eval()
+    tail.load_state_dict(plain.state_dict())
+    tail.energy_scale = plain.energy_scale
+    volume = abs(np.linalg.det(np.asarray(atoms.cell)))
+    grains = len(np.unique(atoms.arrays["molID"]))
+    openmm_plain = openmm_path(CGAAPotential(plain, {}), atoms)
+    openmm_tail = openmm_path(CGAAPotential(tail, {}), atoms)
+    assert openmm_tail[0] - openmm_plain[0] == pytest.approx(-c * grains ** 2 / volume, rel=1e-9)
+    assert np.abs(openmm_tail[1] - openmm_plain[1]).max() < 1e-12
+    assert_same(openmm_tail, predict_frame(tail, atoms), 1e-8, 1e-8)
+    stresses = []
+    for model in (plain, tail):
+        probe = atoms.copy()
+        probe.calc = CGAACalculator(model)
+        stresses.append(probe.get_stress(voigt=False))
+    np.testing.assert_allclose(stresses[1] - stresses[0], c * grains ** 2 / volume ** 2 * np.eye(3), atol=1e-12)
+    h = 1e-4
+    energies = []
+    for scale in (1 + h, 1 - h):
+        scaled = atoms.copy()
+        scaled.set_cell(np.asarray(atoms.cell) * scale, scale_atoms=True)
+        energies.append(openmm_path(CGAAPotential(tail, {}), scaled)[0] - openmm_path(CGAAPotential(plain, {}), scaled)[0])
+    pressure = -(energies[0] - energies[1]) / (volume * ((1 + h) ** 3 - (1 - h) ** 3))
+    assert pressure == pytest.approx(-(stresses[1] - stresses[0]).trace() / 3, rel=1e-6)
+
+
 def random_box(cutoff, factor, triclinic, seed):
     """Carbonate molecules (EC, EMC and DEC, the longest) at random places and orientations in a
     box ``factor`` x ``cutoff`` wide face to face (the narrowest face), every atom wrapped into the

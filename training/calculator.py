@@ -20,14 +20,18 @@ from .data import Config, attach_graphs, bonded_molecules, collate, predict
 
 
 class CGAACalculator(Calculator):
-    """ASE calculator of a CGAA model file or shipped model name, in ``dtype`` (float64 by default)."""
+    """ASE calculator of a CGAA model file, shipped model name or ``CGAAModel`` (grains from
+    ``grain_key``), in ``dtype`` (float64 by default)."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, model: str = "carbonates-xtb", grain_key: str = "molID",
                  dtype: torch.dtype = torch.float64, **kwargs):
         super().__init__(**kwargs)
-        self.model, metadata = load_model(resolve_model_path(model))
+        if isinstance(model, torch.nn.Module):
+            self.model, metadata = model, {}
+        else:
+            self.model, metadata = load_model(resolve_model_path(model))
         self.model = self.model.to(dtype).eval()
         self.dtype = dtype
         self.all_atom = metadata.get("grains") == "atom"

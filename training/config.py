@@ -49,7 +49,7 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
     "init_model": (None, "fine-tune: start from this model file (or shipped model name); its "
                          "hyperparameters, elements and E0 are kept, contact radii are refit to the data, "
                          "'atomic_energies' must be left unset and 'model' may only add a pair term "
-                         "(pair_cutoff) or change the contact wall"),
+                         "(pair_cutoff), change the contact wall or set the long-range tail (long_range_tail)"),
     "dtype": ("float32", "float32 or float64 for weights and arithmetic"),
     # Optimisation
     "seed": (1, "seed of the split, the weights and the batch order"),
@@ -87,7 +87,7 @@ OPTIONS: Dict[str, Tuple[Any, str]] = {
 }
 
 #: Hyperparameters a fine-tuning config may set: terms added to, or refit on, the initial model.
-FINE_TUNING_HYPERPARAMETERS = ("pair_cutoff", "pair_kind", "contact_fraction", "contact_strength")
+FINE_TUNING_HYPERPARAMETERS = ("pair_cutoff", "pair_kind", "contact_fraction", "contact_strength", "long_range_tail")
 
 PATH_KEYS = ("train_file", "valid_file", "test_file", "topology_file", "output", "run_dir")
 CHOICES = {
