@@ -124,8 +124,8 @@ def test_the_long_range_tail_is_part_of_the_model_in_openmm_and_the_training_pat
     """A model with ``long_range_tail`` c: its energy in a periodic box is the network's plus
     -c G^2/V in OpenMM and in the training path alike (float64), its forces are the network's,
     and the training path's stress gains +c G^2/V^2 on the diagonal: -dE/dV of the tail, checked
-    by central differences of the OpenMM energy over the box volume (molecules kept rigid is not
-    needed: the difference of two models with the same network leaves the tail alone)."""
+    by central differences over the box volume of the OpenMM energy of the two models, whose
+    difference is the tail alone."""
     from training.calculator import CGAACalculator
     atoms = liquid_frames()[0]
     plain = make_model(grain_cutoff=6.0)

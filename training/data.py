@@ -10,7 +10,7 @@ energies E0.
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -327,25 +327,14 @@ def predict(model, batch: Dict[str, torch.Tensor], create_graph: bool = False, s
     energy = torch.zeros(len(batch["energy"]), dtype=grain_energy.dtype).index_add(
         0, batch["config"], grain_energy)
     grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
-    tail, tail_stress = long_range_tail(model, batch)
+    volume = torch.where(batch["volume"] > 0, batch["volume"], torch.ones_like(batch["volume"]))
+    # The long-range tail -c G^2/V of periodic configurations (CGAAModel.long_range_tail = c): a
+    # function of the cell alone (no force), whose stress is +c G^2/V^2 on the diagonal. (A
+    # DistributedDataParallel wrapper holds the model as .module.)
+    c = getattr(model, "module", model).long_range_tail
+    grains = torch.bincount(batch["config"], minlength=len(volume)).to(volume.dtype)
+    tail = torch.where(batch["volume"] > 0, -c * grains ** 2 / volume, torch.zeros_like(volume))
     if not stress:
         return energy + tail, -grads[0]
-    volume = torch.where(batch["volume"] > 0, batch["volume"], torch.ones_like(batch["volume"]))
+    tail_stress = (-tail / volume).view(-1, 1, 1) * torch.eye(3, dtype=volume.dtype)
     return energy + tail, -grads[0], grads[1] / volume.view(-1, 1, 1) + tail_stress
-
-
-def long_range_tail(model, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The model's long-range tail per configuration of a batch (``CGAAModel.long_range_tail`` = c):
-    the energy -c G^2/V (eV) of a periodic configuration of G grains and volume V (Å^3), and its
-    stress (1/V) dE/dstrain = +c G^2/V^2 on the diagonal (eV/Å^3, ASE's sign); zero for
-    configurations without a cell. It does not depend on the atoms' positions: no force."""
-    n_configs = len(batch["energy"])
-    volume = batch["volume"]
-    c = float(getattr(model, "long_range_tail", 0.0))
-    grains = torch.zeros(n_configs, dtype=volume.dtype).index_add(
-        0, batch["config"], torch.ones(len(batch["config"]), dtype=volume.dtype))
-    periodic = volume > 0
-    safe = torch.where(periodic, volume, torch.ones_like(volume))
-    energy = torch.where(periodic, -c * grains ** 2 / safe, torch.zeros_like(volume))
-    pressure_term = torch.where(periodic, c * grains ** 2 / safe ** 2, torch.zeros_like(volume))
-    return energy, pressure_term.view(-1, 1, 1) * torch.eye(3, dtype=volume.dtype)
